@@ -1,0 +1,1 @@
+"""The HTTP front: accepts jobs, answers about them, never imports the worker or torch."""

@@ -1,0 +1,44 @@
+"""Build the FastAPI app from settings: `create_app(Settings(...))`; `ttsq api` serves it."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from api import errors
+from api.deps import Services
+from api.engine_check import EngineView
+from api.limits import BodyLimit
+from api.routes import jobs, system
+from common.jobstore import JobStore
+from common.queue import connect_redis, make_celery
+from common.settings import Settings
+from common.storage import make_storage
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    settings.require_safe_exposure()
+    client = connect_redis(settings)
+    services = Services(
+        settings=settings,
+        store=JobStore(client, job_ttl_s=settings.job_ttl_s),
+        storage=make_storage(settings),
+        celery=make_celery(settings),
+        engine_view=EngineView(client),
+        api_keys=settings.parsed_api_keys(),
+    )
+    app = FastAPI(
+        title="ttsq",
+        version="0.1.0",
+        summary="Text-to-speech jobs: submit, then poll, wait, or (later) get a webhook.",
+    )
+    app.state.services = services
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    errors.install(app)
+    app.include_router(system.router)
+    app.include_router(jobs.router)
+    return app

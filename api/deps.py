@@ -1,0 +1,66 @@
+"""What routes depend on, as `Annotated` aliases: the caller's identity and the shared parts."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+
+from api.engine_check import EngineView
+from common.errors import Unauthorized
+from common.jobstore import JobStore
+from common.settings import Settings
+from common.storage import LocalStorage, S3Storage
+
+ANONYMOUS = "anonymous"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: JobStore
+    storage: LocalStorage | S3Storage
+    celery: Celery
+    engine_view: EngineView
+    #: {key: owner name}, compared in constant time.
+    api_keys: dict[str, str] = field(default_factory=dict)
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+Svc = Annotated[Services, Depends(get_services)]
+
+
+def presented_key(request: Request) -> str | None:
+    key = request.headers.get("x-api-key")
+    if key:
+        return key
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def get_owner(request: Request, services: Svc) -> str:
+    """The name the presented key belongs to; 401 for a missing or unknown key."""
+    if not services.api_keys:
+        return ANONYMOUS
+    presented = presented_key(request)
+    if presented is None:
+        raise Unauthorized("an API key is required (X-Api-Key or Authorization: Bearer)",
+                           code="missing_api_key")
+    owner = None
+    candidate = presented.encode()
+    for key, name in services.api_keys.items():  # compare with every key: no early exit
+        if hmac.compare_digest(candidate, key.encode()):
+            owner = name
+    if owner is None:
+        raise Unauthorized("the API key is not valid", code="invalid_api_key")
+    return owner
+
+
+Owner = Annotated[str, Depends(get_owner)]

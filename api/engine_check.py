@@ -1,0 +1,45 @@
+"""Refuse, at submission, what the running engine cannot do (instead of ignoring it later).
+
+The API never loads an engine: it reads what live synthesis workers published in their
+heartbeats. With no worker alive the job is accepted and the worker checks it when it runs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from common.errors import Unprocessable
+from common.schemas import EngineCapabilities, JobRequest
+from common.workers import alive_workers
+
+_CACHE_S = 2.0
+
+
+class EngineView:
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._at = 0.0
+        self._caps: list[EngineCapabilities] = []
+
+    def capabilities(self) -> list[EngineCapabilities]:
+        if time.monotonic() - self._at > _CACHE_S:
+            self._caps = [
+                b.capabilities for b in alive_workers(self.client)
+                if b.kind == "synth" and b.ready and b.capabilities is not None
+            ]
+            self._at = time.monotonic()
+        return self._caps
+
+    def check(self, request: JobRequest) -> None:
+        for caps in self.capabilities():
+            check_against(request, caps)
+
+
+def check_against(request: JobRequest, caps: EngineCapabilities) -> None:
+    if request.voice is not None and request.voice not in caps.voices:
+        raise Unprocessable(
+            f"voice: {request.voice!r} is not a voice of the running engine ({caps.engine}); "
+            f"choose one of {', '.join(caps.voices)}", code="unsupported_voice",
+        )

@@ -1,0 +1,54 @@
+"""Refuse oversized and non-JSON bodies before they are read whole (a pure ASGI middleware)."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"].encode() not in BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await _refuse(send, 413, "payload_too_large",
+                          f"the body exceeds the limit of {self.max_bytes} bytes")
+            return
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        has_body = length not in (None, b"0") or headers.get(b"transfer-encoding")
+        if has_body and ctype != b"application/json":
+            await _refuse(send, 415, "unsupported_media_type",
+                          "the body must be JSON (Content-Type: application/json)")
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    # FastAPI re-raises HTTPException from body parsing: the envelope follows.
+                    raise HTTPException(413, f"the body exceeds the limit of {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _refuse(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]})
+    await send({"type": "http.response.body", "body": body})

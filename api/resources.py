@@ -1,0 +1,41 @@
+"""Turning stored job records into what clients see, with fresh URLs on every read."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from common.jobstore import utcnow
+from common.schemas import JobRecord, JobResource, JobStatus, JobUrls, PublicAudio
+from common.settings import Settings
+from common.storage import LocalStorage, S3Storage
+
+
+def job_resource(
+    job: JobRecord, *, settings: Settings, storage: LocalStorage | S3Storage,
+    queue_position: int | None,
+) -> JobResource:
+    base = f"{settings.base_url}/v1/jobs/{job.id}"
+    audio = None
+    if job.status == JobStatus.succeeded and job.audio is not None:
+        audio = PublicAudio(
+            url=storage.url(job.audio.key, settings.url_ttl_s),
+            url_expires_at=utcnow() + timedelta(seconds=settings.url_ttl_s),
+            **job.audio.model_dump(exclude={"key"}),
+        )
+    return JobResource(
+        id=job.id,
+        status=job.status,
+        stage=job.stage,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        expires_at=job.expires_at,
+        queue_position=queue_position if job.status == JobStatus.queued else None,
+        attempts=job.attempts,
+        input=job.request,
+        urls=JobUrls(self=base, audio=f"{base}/audio", cancel=f"{base}/cancel"),
+        audio=audio,
+        metrics=job.metrics,
+        error=job.error,
+        warnings=job.warnings,
+    )

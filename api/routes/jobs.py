@@ -1,0 +1,128 @@
+"""The job routes: submit, read, list, cancel, fetch audio, and the one-call `/synthesize`."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Owner, Svc
+from api.resources import job_resource
+from common.errors import Conflict, Unprocessable
+from common.queue import publish_synthesis
+from common.schemas import JOB_ID_PATTERN, ErrorEnvelope, JobList, JobRecord, JobRequest, JobResource, JobStatus
+
+router = APIRouter(tags=["jobs"])
+
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorEnvelope} for code in (400, 401, 404, 409, 413, 415, 422, 503)
+}
+
+
+def _check_id(job_id: str) -> None:
+    if not re.fullmatch(JOB_ID_PATTERN, job_id):
+        raise Unprocessable("job id: must be 32 lowercase hex characters", code="invalid_job_id")
+
+
+def _prefer_wait(prefer: str | None, limit: float) -> float | None:
+    if not prefer:
+        return None
+    match = _PREFER_WAIT.search(prefer)
+    return min(float(match.group(1)), limit) if match else None
+
+
+async def _resource(svc: Svc, job: JobRecord) -> JobResource:
+    position = await run_in_threadpool(svc.store.queue_position, job.id)
+    return job_resource(job, settings=svc.settings, storage=svc.storage, queue_position=position)
+
+
+async def _wait_for_end(svc: Svc, job: JobRecord, wait_s: float) -> JobRecord:
+    """Poll the store until the job ends or `wait_s` passes (0.05 s, backing off to 0.5 s)."""
+    deadline, pause = time.monotonic() + wait_s, 0.05
+    while not job.status.terminal and time.monotonic() < deadline:
+        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 1.5, 0.5)
+        job = await run_in_threadpool(svc.store.get_owned, job.id, job.owner)
+    return job
+
+
+async def _submit(svc: Svc, owner: str, body: JobRequest, wait_s: float | None,
+                  response: Response) -> JobResource:
+    if len(body.text) > svc.settings.max_text_chars:
+        raise Unprocessable(
+            f"text: {len(body.text)} characters, the limit is {svc.settings.max_text_chars}",
+            code="text_too_long",
+        )
+    await run_in_threadpool(svc.engine_view.check, body)
+    job = await run_in_threadpool(svc.store.create, owner, body)
+    await run_in_threadpool(publish_synthesis, svc.celery, job.id)
+    await run_in_threadpool(svc.store.mark_published, job.id)
+    if wait_s:
+        response.headers["Preference-Applied"] = f"wait={wait_s:g}"
+        job = await _wait_for_end(svc, job, wait_s)
+    response.status_code = 200 if job.status.terminal else 202
+    response.headers["Location"] = f"{svc.settings.base_url}/v1/jobs/{job.id}"
+    return await _resource(svc, job)
+
+
+@router.post("/v1/jobs", status_code=202, response_model=JobResource, responses=_ERRORS,
+             summary="Submit a synthesis job")
+async def create_job(
+    body: JobRequest, svc: Svc, owner: Owner, response: Response,
+    prefer: Annotated[str | None, Header(description="`wait=N` (N ≤ 60) holds the answer until "
+                                          "the job ends or N seconds pass")] = None,
+) -> JobResource:
+    return await _submit(svc, owner, body, _prefer_wait(prefer, svc.settings.max_wait_s), response)
+
+
+@router.post("/synthesize", status_code=202, response_model=JobResource, responses=_ERRORS,
+             summary="Submit and wait (the one-call form)")
+async def synthesize(body: JobRequest, svc: Svc, owner: Owner, response: Response) -> JobResource:
+    return await _submit(svc, owner, body, svc.settings.synthesize_wait_s, response)
+
+
+@router.get("/v1/jobs", response_model=JobList, responses=_ERRORS, summary="List jobs, newest first")
+async def list_jobs(
+    svc: Svc, owner: Owner,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(pattern=r"^\d+(\.\d+)?$", max_length=32)] = None,
+) -> JobList:
+    before = float(cursor) if cursor else None
+    jobs, next_score = await run_in_threadpool(
+        svc.store.list_owned, owner, status=status, before=before, limit=limit
+    )
+    data = [await _resource(svc, job) for job in jobs]
+    return JobList(data=data, next_cursor=repr(next_score) if next_score is not None else None)
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobResource, responses=_ERRORS, summary="Read a job")
+async def get_job(job_id: str, svc: Svc, owner: Owner) -> JobResource:
+    _check_id(job_id)
+    job = await run_in_threadpool(svc.store.get_owned, job_id, owner)
+    return await _resource(svc, job)
+
+
+@router.post("/v1/jobs/{job_id}/cancel", response_model=JobResource, responses=_ERRORS,
+             summary="Cancel a queued or running job")
+async def cancel_job(job_id: str, svc: Svc, owner: Owner) -> JobResource:
+    _check_id(job_id)
+    job = await run_in_threadpool(svc.store.cancel, job_id, owner)
+    return await _resource(svc, job)
+
+
+@router.get("/v1/jobs/{job_id}/audio", status_code=307, responses=_ERRORS,
+            summary="Redirect to the job's audio")
+async def job_audio(job_id: str, svc: Svc, owner: Owner) -> RedirectResponse:
+    _check_id(job_id)
+    job = await run_in_threadpool(svc.store.get_owned, job_id, owner)
+    if job.status != JobStatus.succeeded or job.audio is None:
+        raise Conflict(f"job {job_id} has no audio (status {job.status})", code="audio_not_ready")
+    return RedirectResponse(svc.storage.url(job.audio.key, svc.settings.url_ttl_s), 307)
+

@@ -1,0 +1,95 @@
+"""Liveness, readiness, the running engine, and signed local files."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Owner, Svc
+from common.errors import NotFound, ServiceUnavailable, StorageUnavailable
+from common.schemas import EngineCapabilities, ErrorEnvelope, WorkerHeartbeat
+from common.storage import LocalStorage
+from common.workers import alive_workers
+
+router = APIRouter(tags=["system"])
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+class Readiness(BaseModel):
+    ready: bool
+    redis: bool
+    storage: bool
+    synth_workers_ready: int
+    io_workers: int
+    queue_depth: int
+    problems: list[str]
+
+
+class EngineInfo(BaseModel):
+    engines: list[EngineCapabilities]
+    workers: list[WorkerHeartbeat]
+
+
+@router.get("/health", response_model=Health, summary="Liveness (no key needed)")
+async def health() -> Health:
+    return Health()
+
+
+def _readiness(svc: Svc) -> Readiness:
+    problems: list[str] = []
+    svc.store.redis.ping()  # a Redis outage answers 503 through the error handler
+    try:
+        svc.storage.check_writable()
+        storage_ok = True
+    except StorageUnavailable as exc:
+        storage_ok = False
+        problems.append(exc.message)
+    workers = alive_workers(svc.store.redis)
+    synth = [w for w in workers if w.kind == "synth" and w.ready]
+    io = [w for w in workers if w.kind == "io"]
+    if not synth:
+        problems.append("no synthesis worker with a loaded engine is alive")
+    if not io:
+        problems.append("no I/O worker is alive: finished audio will not reach storage")
+    return Readiness(
+        ready=not problems, redis=True, storage=storage_ok, synth_workers_ready=len(synth),
+        io_workers=len(io), queue_depth=svc.store.queue_depth(), problems=problems,
+    )
+
+
+@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}},
+            summary="Readiness: Redis, storage, workers, queue depth")
+async def ready(svc: Svc, owner: Owner) -> Readiness:
+    result = await run_in_threadpool(_readiness, svc)
+    if not result.ready:
+        raise ServiceUnavailable("not ready: " + "; ".join(result.problems), code="not_ready")
+    return result
+
+
+@router.get("/v1/engine", response_model=EngineInfo, summary="What the running engines support")
+async def engine(svc: Svc, owner: Owner) -> EngineInfo:
+    workers = await run_in_threadpool(alive_workers, svc.store.redis)
+    synth = [w for w in workers if w.kind == "synth"]
+    engines = {w.capabilities.engine: w.capabilities for w in synth if w.capabilities}
+    return EngineInfo(engines=list(engines.values()), workers=synth)
+
+
+@router.get("/v1/files/{key:path}", response_class=FileResponse,
+            responses={404: {"model": ErrorEnvelope}},
+            summary="A stored file, through a signed, expiring URL (the signature is the key)")
+async def signed_file(
+    key: str, svc: Svc,
+    expires: Annotated[int, Query(ge=0, le=2**40)],
+    sig: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$")],
+) -> FileResponse:
+    if not isinstance(svc.storage, LocalStorage):
+        raise NotFound("files are served by the object store", code="file_not_found")
+    path = svc.storage.verify(key, expires, sig)
+    return FileResponse(path, media_type="audio/wav", filename=path.name)

@@ -1,0 +1,300 @@
+"""The job store: job records in Redis and every status change, one function each.
+
+Each change is an optimistic transaction (WATCH / MULTI): it reads the record, checks that the
+change is allowed from the current status, and writes the record and the indexes together, so
+a crash never leaves a job half-moved. Times come from an injected clock.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import TypeVar
+
+import redis
+from redis.client import Pipeline
+
+from common import keys
+from common.errors import Conflict, NotFound
+from common.schemas import AudioInfo, ErrorInfo, JobRecord, JobRequest, JobStatus, Stage
+
+Clock = Callable[[], datetime]
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(16)
+
+
+def _score(at: datetime) -> float:
+    return at.timestamp()
+
+
+class ClaimResult(StrEnum):
+    #: The caller now holds the job and must synthesise it.
+    run = "run"
+    #: Nothing to do: the job ended, vanished, or is held by a live worker.
+    skip = "skip"
+    #: The job was started too often and is now failed.
+    exhausted = "exhausted"
+
+
+@dataclass
+class Claim:
+    result: ClaimResult
+    job: JobRecord | None
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis, *, job_ttl_s: int, clock: Clock = utcnow) -> None:
+        self.redis = client
+        self.job_ttl = timedelta(seconds=job_ttl_s)
+        self.clock = clock
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord | None:
+        raw = self.redis.get(keys.job(job_id))
+        return JobRecord.model_validate_json(raw) if raw else None
+
+    def get_owned(self, job_id: str, owner: str) -> JobRecord:
+        """The job if `owner` made it; another owner's job is indistinguishable from none."""
+        job = self.get(job_id)
+        if job is None or not secrets.compare_digest(job.owner, owner):
+            raise NotFound(f"no job with id {job_id}", code="job_not_found")
+        return job
+
+    def queue_position(self, job_id: str) -> int | None:
+        rank = self.redis.zrank(keys.QUEUED, job_id)
+        return int(rank) if rank is not None else None
+
+    def queue_depth(self) -> int:
+        return int(self.redis.zcard(keys.QUEUED))
+
+    def list_owned(
+        self, owner: str, *, status: JobStatus | None, before: float | None, limit: int
+    ) -> tuple[list[JobRecord], float | None]:
+        """Newest first, from just before the score `before`; returns the page and next cursor."""
+        found: list[JobRecord] = []
+        top: str = f"({before}" if before is not None else "+inf"
+        while len(found) < limit:
+            batch = self.redis.zrevrangebyscore(
+                keys.owner_jobs(owner), top, "-inf", start=0, num=limit * 2, withscores=True
+            )
+            if not batch:
+                return found, None
+            for job_id, score in batch:
+                top = f"({score}"
+                job = self.get(job_id.decode())
+                if job is not None and (status is None or job.status == status):
+                    found.append(job)
+                    if len(found) == limit:
+                        return found, score
+        return found, None
+
+    # -- changes -----------------------------------------------------------------------
+
+    def create(self, owner: str, request: JobRequest) -> JobRecord:
+        now = self.clock()
+        job = JobRecord(id=new_job_id(), owner=owner, request=request, created_at=now)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(keys.job(job.id), job.model_dump_json())
+        pipe.zadd(keys.owner_jobs(owner), {job.id: _score(now)})
+        pipe.zadd(keys.QUEUED, {job.id: _score(now)})
+        pipe.zadd(keys.UNPUBLISHED, {job.id: _score(now)})
+        pipe.execute()
+        return job
+
+    def mark_published(self, job_id: str) -> None:
+        self.redis.zrem(keys.UNPUBLISHED, job_id)
+
+    def claim(
+        self, job_id: str, instance: str, *, is_alive: Callable[[str], bool], max_attempts: int
+    ) -> Claim:
+        """Take a job for synthesis, or say why not. Safe against duplicate deliveries."""
+
+        def change(job: JobRecord, pipe: Pipeline) -> ClaimResult:
+            if job.status.terminal or job.stage == Stage.uploading:
+                return ClaimResult.skip
+            if job.status == JobStatus.running and job.worker and job.worker != instance:
+                if is_alive(job.worker):
+                    return ClaimResult.skip
+            now = self.clock()
+            if job.attempts >= max_attempts:
+                self._end(job, pipe, JobStatus.failed, now)
+                job.error = ErrorInfo(
+                    code="attempts_exhausted",
+                    message=f"synthesis was started {job.attempts} times and never finished "
+                    "(worker crash, restart or repeated engine error); giving up",
+                )
+                return ClaimResult.exhausted
+            job.status, job.stage, job.worker = JobStatus.running, Stage.synthesizing, instance
+            job.attempts += 1
+            job.started_at = job.started_at or now
+            job.stage_at = now
+            job.metrics.queue_s = (now - job.created_at).total_seconds()
+            pipe.zrem(keys.QUEUED, job.id)
+            pipe.zadd(keys.RUNNING, {job.id: _score(now)})
+            return ClaimResult.run
+
+        result, job = self._change(job_id, change)
+        return Claim(result if job else ClaimResult.skip, job)
+
+    def mark_synthesized(
+        self, job_id: str, instance: str, wav: bytes, *, synth_s: float, duration_s: float,
+        warnings: list[str],
+    ) -> bool:
+        """Hand the audio to the uploader. False when the job was canceled or taken over."""
+
+        def change(job: JobRecord, pipe: Pipeline) -> bool:
+            if job.status != JobStatus.running or job.stage != Stage.synthesizing:
+                return False
+            if job.worker != instance:
+                return False
+            job.stage, job.stage_at = Stage.uploading, self.clock()
+            job.metrics.synth_s = round(synth_s, 4)
+            job.metrics.rtf = round(synth_s / duration_s, 4) if duration_s > 0 else None
+            job.warnings = warnings
+            pipe.set(keys.job_audio_handoff(job.id), wav, ex=int(self.job_ttl.total_seconds()))
+            return True
+
+        return bool(self._change(job_id, change)[0])
+
+    def touch_upload(self, job_id: str) -> JobRecord | None:
+        """Note an upload attempt; None when the job no longer waits for one."""
+
+        def change(job: JobRecord, pipe: Pipeline) -> bool:
+            if job.status != JobStatus.running or job.stage != Stage.uploading:
+                return False
+            job.stage_at = self.clock()
+            return True
+
+        ok, job = self._change(job_id, change)
+        return job if ok else None
+
+    def handoff_audio(self, job_id: str) -> bytes | None:
+        data = self.redis.get(keys.job_audio_handoff(job_id))
+        return bytes(data) if data is not None else None
+
+    def mark_succeeded(self, job_id: str, audio: AudioInfo) -> bool:
+        def change(job: JobRecord, pipe: Pipeline) -> bool:
+            if job.status != JobStatus.running or job.stage != Stage.uploading:
+                return False
+            job.audio = audio
+            self._end(job, pipe, JobStatus.succeeded, self.clock())
+            return True
+
+        return bool(self._change(job_id, change)[0])
+
+    def fail(self, job_id: str, code: str, message: str) -> bool:
+        def change(job: JobRecord, pipe: Pipeline) -> bool:
+            if job.status.terminal:
+                return False
+            job.error = ErrorInfo(code=code, message=message)
+            self._end(job, pipe, JobStatus.failed, self.clock())
+            return True
+
+        return bool(self._change(job_id, change)[0])
+
+    def requeue(
+        self, job_id: str, *, only_from: str | None = None, stage: Stage = Stage.synthesizing
+    ) -> bool:
+        """Put a running job back in the queue (transient error, its worker died, audio lost).
+
+        With `only_from`, only if that instance still holds it: the check and the move are one
+        transaction, so two sweepers cannot both requeue it.
+        """
+
+        def change(job: JobRecord, pipe: Pipeline) -> bool:
+            if job.status != JobStatus.running or job.stage != stage:
+                return False
+            if only_from is not None and job.worker != only_from:
+                return False
+            job.status, job.stage, job.worker, job.stage_at = JobStatus.queued, None, None, None
+            pipe.zrem(keys.RUNNING, job.id)
+            pipe.zadd(keys.QUEUED, {job.id: _score(job.created_at)})
+            return True
+
+        return bool(self._change(job_id, change)[0])
+
+    def cancel(self, job_id: str, owner: str) -> JobRecord:
+        self.get_owned(job_id, owner)
+
+        def change(job: JobRecord, pipe: Pipeline) -> bool:
+            if job.status.terminal:
+                return False
+            self._end(job, pipe, JobStatus.canceled, self.clock())
+            return True
+
+        ok, job = self._change(job_id, change)
+        if job is None:
+            raise NotFound(f"no job with id {job_id}", code="job_not_found")
+        if not ok:
+            raise Conflict(f"job {job_id} already ended as {job.status}", code="job_ended")
+        return job
+
+    def delete(self, job_id: str, owner: str) -> None:
+        """Remove an ended job's record and indexes (its audio is the caller's to delete)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(keys.job(job_id), keys.job_audio_handoff(job_id))
+        for index in (keys.owner_jobs(owner), keys.EXPIRY, keys.QUEUED, keys.RUNNING):
+            pipe.zrem(index, job_id)
+        pipe.zrem(keys.UNPUBLISHED, job_id)
+        pipe.execute()
+
+    # -- the sweeper's views --------------------------------------------------------------
+
+    def unpublished_before(self, at: datetime) -> list[str]:
+        return _ids(self.redis.zrangebyscore(keys.UNPUBLISHED, "-inf", _score(at)))
+
+    def running_ids(self) -> list[str]:
+        return _ids(self.redis.zrange(keys.RUNNING, 0, -1))
+
+    def expired_before(self, at: datetime) -> list[str]:
+        return _ids(self.redis.zrangebyscore(keys.EXPIRY, "-inf", _score(at)))
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _end(self, job: JobRecord, pipe: Pipeline, status: JobStatus, now: datetime) -> None:
+        job.status, job.stage, job.finished_at = status, None, now
+        job.expires_at = now + self.job_ttl
+        pipe.zrem(keys.QUEUED, job.id)
+        pipe.zrem(keys.RUNNING, job.id)
+        pipe.zrem(keys.UNPUBLISHED, job.id)
+        pipe.zadd(keys.EXPIRY, {job.id: _score(job.expires_at)})
+        pipe.delete(keys.job_audio_handoff(job.id))
+
+    def _change(
+        self, job_id: str, change: Callable[[JobRecord, Pipeline], T]
+    ) -> tuple[T | None, JobRecord | None]:
+        """Run `change` on the record inside WATCH/MULTI; write it back if `change` altered it."""
+        key = keys.job(job_id)
+        out: list[tuple[T | None, JobRecord | None]] = []
+
+        def txn(pipe: Pipeline) -> None:
+            out.clear()
+            raw = pipe.get(key)
+            if raw is None:
+                out.append((None, None))
+                return
+            job = JobRecord.model_validate_json(raw)
+            pipe.multi()
+            result = change(job, pipe)
+            after = job.model_dump_json()
+            if after != raw.decode():
+                pipe.set(key, after)
+            out.append((result, job))
+
+        self.redis.transaction(txn, key)
+        return out[0]
+
+
+def _ids(raw: list[bytes]) -> list[str]:
+    return [item.decode() for item in raw]

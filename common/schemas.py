@@ -1,0 +1,189 @@
+"""Typed models at every boundary: the request, the stored record, the public resource."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+#: Job ids are 32 lowercase hex characters from `secrets.token_hex(16)`: 128 random bits.
+JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN)]
+#: Voice ids are short names ([A-Za-z0-9._-], no path separators, no leading dot).
+VOICE_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$"
+VoiceId = Annotated[str, StringConstraints(pattern=VOICE_ID_PATTERN)]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+
+
+class JobStatus(StrEnum):
+    #: Accepted and waiting in the queue for a synthesis worker.
+    queued = "queued"
+    #: A worker holds it: synthesising, then uploading the audio.
+    running = "running"
+    #: The audio is in storage; `audio.url` fetches it.
+    succeeded = "succeeded"
+    #: It ended without audio; `error` says why.
+    failed = "failed"
+    #: A client canceled it; any audio made for it was discarded.
+    canceled = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in {JobStatus.succeeded, JobStatus.failed, JobStatus.canceled}
+
+
+class Stage(StrEnum):
+    #: The engine is making the audio (the GPU is busy with this job).
+    synthesizing = "synthesizing"
+    #: The audio exists and is on its way to storage (the GPU has moved on).
+    uploading = "uploading"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobRequest(Strict):
+    """The body of `POST /v1/jobs` and `POST /synthesize`. Unknown fields are refused."""
+
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    voice: VoiceId | None = None
+    format: Literal["wav"] = "wav"
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] = Field(
+        default_factory=dict
+    )
+
+
+class AudioInfo(BaseModel):
+    key: str
+    format: Literal["wav"] = "wav"
+    sample_rate: int
+    duration_s: float
+    size_bytes: int
+    sha256: str
+
+
+class Metrics(BaseModel):
+    #: Seconds from acceptance to the start of the (last) synthesis.
+    queue_s: float | None = None
+    #: Seconds the engine spent on this job.
+    synth_s: float | None = None
+    #: Real-time factor: synth_s / duration_s (below 1 is faster than real time).
+    rtf: float | None = None
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+
+
+class JobRecord(BaseModel):
+    """What the job store keeps per job; never sent to clients as is."""
+
+    id: JobId
+    owner: str
+    status: JobStatus = JobStatus.queued
+    stage: Stage | None = None
+    request: JobRequest
+    created_at: datetime
+    started_at: datetime | None = None
+    stage_at: datetime | None = None
+    finished_at: datetime | None = None
+    expires_at: datetime | None = None
+    #: How many times a worker started it (crashes and transient errors start it again).
+    attempts: int = 0
+    #: The worker instance holding it while running.
+    worker: str | None = None
+    audio: AudioInfo | None = None
+    metrics: Metrics = Field(default_factory=Metrics)
+    error: ErrorInfo | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class JobUrls(BaseModel):
+    self: str
+    audio: str
+    cancel: str
+
+
+class PublicAudio(BaseModel):
+    url: str
+    format: str
+    sample_rate: int
+    duration_s: float
+    size_bytes: int
+    sha256: str
+    url_expires_at: datetime
+
+
+class JobResource(BaseModel):
+    """A job as a client sees it (`GET /v1/jobs/{id}`)."""
+
+    id: str
+    status: JobStatus
+    stage: Stage | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    expires_at: datetime | None
+    queue_position: int | None = Field(
+        description="0 is next; only while queued", default=None
+    )
+    attempts: int
+    input: JobRequest
+    urls: JobUrls
+    audio: PublicAudio | None = None
+    metrics: Metrics
+    error: ErrorInfo | None = None
+    warnings: list[str]
+
+
+class JobList(BaseModel):
+    data: list[JobResource]
+    next_cursor: str | None
+
+
+class WorkerHeartbeat(BaseModel):
+    """What a worker publishes every few seconds; `/ready` and `GET /v1/engine` read it."""
+
+    instance: str
+    kind: Literal["synth", "io"]
+    hostname: str
+    pid: int
+    started_at: datetime
+    engine: str | None = None
+    device: str | None = None
+    model_version: str | None = None
+    ready: bool = False
+    capabilities: EngineCapabilities | None = None
+    jobs_done: int = 0
+    current_job: str | None = None
+
+
+class EngineCapabilities(BaseModel):
+    """What an engine can do; a job asking for more is refused with 422."""
+
+    engine: str
+    sample_rate: int
+    voices: list[str]
+    default_voice: str
+    languages: list[str]
+    emotion: list[str] = Field(default_factory=list)
+    generation: list[str] = Field(default_factory=list)
+
+
+WorkerHeartbeat.model_rebuild()
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorEnvelope(BaseModel):
+    """Every 4xx and 5xx answer: `{"error": {"code": ..., "message": ...}}`."""
+
+    error: ErrorBody

@@ -1,0 +1,154 @@
+"""Settings, read once per process from the environment (or `.env`).
+
+Every name is `TTS_*`, except the original design's `INDEXTTS_*` names, which keep working.
+Tests build `Settings(**overrides)`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+class SettingsError(ValueError):
+    """The configuration is unsafe or inconsistent; the process refuses to start."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TTS_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    # -- API ---------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: One key, as in the original design; its jobs belong to the name "default".
+    api_key: SecretStr | None = None
+    #: Several keys as `name:key` pairs, comma separated; each name sees only its own jobs.
+    api_keys: SecretStr | None = None
+    #: Base of the URLs the API hands out; defaults to http://host:port.
+    public_url: str | None = None
+    #: Secret that signs local file URLs; random per data dir when unset.
+    signing_key: SecretStr | None = None
+    max_text_chars: int = Field(default=2000, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_wait_s: float = Field(default=60.0, ge=0, le=60)
+    #: How long `POST /synthesize` holds the request before answering like `Prefer: wait`.
+    synthesize_wait_s: float = Field(default=60.0, ge=0, le=600)
+
+    # -- Queue ---------------------------------------------------------------------------
+    #: Unset: `ttsq up` starts an embedded Redis under the data dir.
+    redis_url: str | None = None
+    #: Must exceed the longest job; a late-acked message is redelivered after it.
+    visibility_timeout_s: int = Field(default=3600, ge=1)
+    #: How many times a job may be started (crash, restart, transient engine error).
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    #: A worker whose heartbeat is older than this is dead; its running jobs go back.
+    heartbeat_ttl_s: float = Field(default=20.0, gt=0)
+    sweep_interval_s: float = Field(default=5.0, gt=0)
+    #: Upload attempts before a job fails with `storage_unavailable`.
+    upload_max_attempts: int = Field(default=8, ge=1)
+    upload_backoff_s: float = Field(default=1.0, gt=0)
+    upload_backoff_max_s: float = Field(default=60.0, gt=0)
+    io_concurrency: int = Field(default=4, ge=1)
+
+    # -- Engine --------------------------------------------------------------------------
+    #: A built-in engine (`espeak`, `index_tts2`, `index_tts2_5`) or `package.module:Class`.
+    backend: str = "espeak"
+    indextts_model_dir: Path = Field(
+        default=Path("checkpoints"),
+        validation_alias=AliasChoices("INDEXTTS_MODEL_DIR", "TTS_INDEXTTS_MODEL_DIR"),
+    )
+    indextts_device: str | None = Field(
+        default=None, validation_alias=AliasChoices("INDEXTTS_DEVICE", "TTS_INDEXTTS_DEVICE")
+    )
+    indextts_use_fp16: bool = Field(
+        default=True, validation_alias=AliasChoices("INDEXTTS_USE_FP16", "TTS_INDEXTTS_USE_FP16")
+    )
+
+    # -- Storage -------------------------------------------------------------------------
+    data_dir: Path = Path("./var")
+    storage: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "ttsq"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    #: Lifetime of the audio URLs handed out (fresh on every read).
+    url_ttl_s: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+    #: Jobs and their audio are removed this long after they end.
+    job_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+
+    flower_port: int = 5555
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("TTS_BACKEND must name an engine")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.heartbeat_ttl_s <= self.heartbeat_interval_s:
+            raise ValueError("TTS_HEARTBEAT_TTL_S must exceed TTS_HEARTBEAT_INTERVAL_S")
+        if self.storage == "s3" and not self.s3_bucket:
+            raise ValueError("TTS_STORAGE=s3 needs TTS_S3_BUCKET")
+        self.parsed_api_keys()  # malformed pairs fail at start, not on the first request
+        return self
+
+    def parsed_api_keys(self) -> dict[str, str]:
+        """Return `{key: name}`: TTS_API_KEY as "default", plus every TTS_API_KEYS pair."""
+        keys: dict[str, str] = {}
+        if self.api_key and self.api_key.get_secret_value():
+            keys[self.api_key.get_secret_value()] = "default"
+        if self.api_keys:
+            for pair in self.api_keys.get_secret_value().split(","):
+                if not pair.strip():
+                    continue
+                name, sep, key = pair.strip().partition(":")
+                if not sep or not name or not key:
+                    raise ValueError("TTS_API_KEYS must be comma-separated name:key pairs")
+                keys[key] = name
+        return keys
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.parsed_api_keys())
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in {"0.0.0.0", "::"} else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    def require_safe_exposure(self) -> None:
+        """Refuse to serve beyond loopback without a key; warn when open on loopback."""
+        if self.auth_enabled:
+            return
+        if not _is_loopback(self.host):
+            raise SettingsError(
+                f"TTS_HOST={self.host} listens beyond loopback but no TTS_API_KEY or "
+                "TTS_API_KEYS is set; refusing to start an open API"
+            )
+        log.warning("no API key configured: the API is open to anyone on this machine")
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,110 @@
+"""The built-in CPU engine: eSpeak NG through ctypes, from the `espeakng-loader` wheel.
+
+No apt, no GPU: the wheel ships libespeak-ng and its data. It speaks English and Mandarin; a
+text that mixes scripts is split into runs, each spoken with its own voice. eSpeak keeps global
+state, so one engine per process, used by one thread (the worker runs one job at a time).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import threading
+
+from common.errors import EngineInputError, EngineLoadError
+from common.schemas import EngineCapabilities, JobRequest
+from common.settings import Settings
+from gpu_worker.engines.base import SynthesisOutput
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+)
+_CJK = re.compile(r"([\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]+)")
+
+#: `auto` picks Mandarin for Chinese characters and English for the rest.
+VOICES = {"auto": None, "en": "en", "en-us": "en-us", "cmn": "cmn"}
+
+
+class EspeakEngine:
+    name = "espeak"
+    device = "cpu"
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        try:
+            import espeakng_loader
+        except ImportError as exc:
+            raise EngineLoadError("the espeak engine needs the espeakng-loader package") from exc
+        self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        self._lib.espeak_Initialize.argtypes = [
+            ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+        ]
+        self._lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+            ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+        ]
+        self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.sample_rate = int(
+            self._lib.espeak_Initialize(
+                _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0
+            )
+        )
+        if self.sample_rate <= 0:
+            raise EngineLoadError("eSpeak NG failed to initialise")
+        version = ctypes.c_char_p()
+        self._lib.espeak_Info.restype = ctypes.c_char_p
+        self._lib.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
+        self.model_version = f"espeak-ng {(self._lib.espeak_Info(ctypes.byref(version)) or b'?').decode()}"
+        self._chunks: list[bytes] = []
+        self._callback = _CALLBACK(self._collect)  # kept referenced for the library's lifetime
+        self._lib.espeak_SetSynthCallback(self._callback)
+        self._lock = threading.Lock()
+
+    def _collect(self, wav: ctypes._Pointer[ctypes.c_short], n: int, _events: int) -> int:
+        if n > 0:
+            self._chunks.append(ctypes.string_at(wav, n * 2))
+        return 0
+
+    def capabilities(self) -> EngineCapabilities:
+        return EngineCapabilities(
+            engine=self.name,
+            sample_rate=self.sample_rate,
+            voices=sorted(VOICES),
+            default_voice="auto",
+            languages=["en", "zh"],
+        )
+
+    def warmup(self) -> None:
+        self.synthesize(JobRequest(text="ok"))
+
+    def synthesize(self, request: JobRequest) -> SynthesisOutput:
+        voice = request.voice or "auto"
+        if voice not in VOICES:
+            raise EngineInputError(f"voice {voice!r} is not one of {sorted(VOICES)}")
+        with self._lock:
+            pcm = b"".join(self._speak(run, VOICES[voice]) for run in _runs(request.text))
+        if not pcm:
+            raise EngineInputError("the text produced no speech")
+        return SynthesisOutput(pcm16=pcm, sample_rate=self.sample_rate)
+
+    def _speak(self, text: str, voice: str | None) -> bytes:
+        if voice is None:
+            voice = "cmn" if _CJK.fullmatch(text) else "en"
+        if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise EngineLoadError(f"eSpeak NG has no voice {voice!r}")
+        data = text.encode()
+        self._chunks = []
+        status = self._lib.espeak_Synth(
+            data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
+        )
+        self._lib.espeak_Synchronize()
+        if status != 0:
+            raise EngineInputError(f"eSpeak NG refused the text (error {status})")
+        return b"".join(self._chunks)
+
+
+def _runs(text: str) -> list[str]:
+    """Split text into runs of one script: Chinese characters, or everything else."""
+    return [part for part in _CJK.split(text) if part.strip()]

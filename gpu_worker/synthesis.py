@@ -1,0 +1,102 @@
+"""One synthesis: claim the job, run the engine, hand the audio to the uploader.
+
+A plain function; the Celery task is a shell around it and the unit tests call it directly.
+Safe to run twice for the same job: `JobStore.claim` lets only one live worker hold it, and a
+run that lost its claim (canceled, taken over) discards its audio instead of writing it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from common.errors import PermanentError, TransientError
+from common.jobstore import ClaimResult, JobStore
+from common.wav import encode_wav
+from gpu_worker.engines.base import Engine
+from gpu_worker.joblog import job_log
+
+
+class Next(StrEnum):
+    #: Nothing more to do for this message.
+    done = "done"
+    #: The audio waits in the hand-off; send an upload task.
+    upload = "upload"
+    #: The job went back to the queue; send it again after `retry_in` seconds.
+    retry = "retry"
+
+
+@dataclass
+class SynthesisOutcome:
+    next: Next
+    retry_in: float = 0.0
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    return float(min(cap, base * 2 ** max(0, attempt - 1)))
+
+
+def run_synthesis(
+    job_id: str,
+    *,
+    store: JobStore,
+    engine: Engine,
+    instance: str,
+    is_alive: Callable[[str], bool],
+    max_attempts: int,
+    retry_base_s: float = 1.0,
+) -> SynthesisOutcome:
+    log = job_log(__name__, job_id)
+    claim = store.claim(job_id, instance, is_alive=is_alive, max_attempts=max_attempts)
+    if claim.result == ClaimResult.exhausted:
+        log.error("failed: started %s times without finishing", max_attempts)
+        return SynthesisOutcome(Next.done)
+    if claim.result != ClaimResult.run or claim.job is None:
+        log.info("skipped: already ended, held by a live worker, or gone")
+        return SynthesisOutcome(Next.done)
+    job = claim.job
+    log.info("synthesising (attempt %s of %s)", job.attempts, max_attempts)
+    started = time.perf_counter()
+    try:
+        out = engine.synthesize(job.request)
+    except PermanentError as exc:
+        log.warning("failed: %s (%s)", exc.message, exc.code)
+        store.fail(job_id, exc.code, exc.message)
+        return SynthesisOutcome(Next.done)
+    except TransientError as exc:
+        return _retry_or_fail(store, job_id, instance, job.attempts, max_attempts,
+                              exc.code, exc.message, retry_base_s)
+    except Exception:
+        # An engine bug or crash we cannot classify: logged in full here, retried a bounded
+        # number of times, then visible as `engine_error`; never a traceback to the client.
+        log.exception("engine raised")
+        return _retry_or_fail(store, job_id, instance, job.attempts, max_attempts,
+                              "engine_error", "the speech engine failed on this job",
+                              retry_base_s)
+    synth_s = time.perf_counter() - started
+    wav = encode_wav(out.pcm16, out.sample_rate)
+    if not store.mark_synthesized(
+        job_id, instance, wav, synth_s=synth_s, duration_s=out.duration_s, warnings=out.warnings
+    ):
+        log.info("audio discarded: the job was canceled or taken over meanwhile")
+        return SynthesisOutcome(Next.done)
+    log.info("synthesised %.2fs of audio in %.2fs", out.duration_s, synth_s)
+    return SynthesisOutcome(Next.upload)
+
+
+def _retry_or_fail(
+    store: JobStore, job_id: str, instance: str, attempts: int, max_attempts: int,
+    code: str, message: str, retry_base_s: float,
+) -> SynthesisOutcome:
+    log = job_log(__name__, job_id)
+    if attempts >= max_attempts:
+        log.error("failed after %s attempts: %s", attempts, message)
+        store.fail(job_id, code, f"{message} (after {attempts} attempts)")
+        return SynthesisOutcome(Next.done)
+    if not store.requeue(job_id, only_from=instance):
+        return SynthesisOutcome(Next.done)
+    delay = backoff(attempts, retry_base_s, 30.0)
+    log.warning("%s; back in the queue, retry in %.1fs", message, delay)
+    return SynthesisOutcome(Next.retry, retry_in=delay)

@@ -1,0 +1,85 @@
+"""The Celery tasks: thin shells that build nothing and call the plain functions.
+
+Start a worker with `ttsq worker` (synthesis: prefork, one process, one job at a time) or
+`ttsq io` (uploads and the sweeper: a thread pool). The API sends tasks by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import Task
+from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
+
+from common import keys
+from common.queue import make_celery, publish_synthesis, publish_upload
+from common.settings import Settings
+from gpu_worker import runtime
+from gpu_worker.synthesis import Next, run_synthesis
+from gpu_worker.upload import run_upload
+
+log = logging.getLogger(__name__)
+
+settings = Settings()
+app = make_celery(settings)
+
+
+@app.task(name=keys.TASK_SYNTHESIZE, bind=True)
+def synthesize(self: Task, job_id: str) -> None:
+    rt = runtime.current()
+    rt.heartbeat.update(current_job=job_id)
+    try:
+        outcome = run_synthesis(
+            job_id, store=rt.store, engine=rt.require_engine(), instance=rt.instance,
+            is_alive=rt.is_alive, max_attempts=rt.settings.max_attempts,
+        )
+    finally:
+        rt.heartbeat.update(current_job=None, jobs_done=rt.heartbeat.beat.jobs_done + 1)
+    if outcome.next == Next.upload:
+        publish_upload(app, job_id)
+    elif outcome.next == Next.retry:
+        publish_synthesis(app, job_id, countdown=outcome.retry_in)
+
+
+@app.task(name=keys.TASK_UPLOAD, bind=True, max_retries=None)
+def upload(self: Task, job_id: str) -> None:
+    rt = runtime.current()
+    outcome = run_upload(
+        job_id, store=rt.store, storage=rt.storage, attempt=self.request.retries,
+        max_attempts=rt.settings.upload_max_attempts, backoff_s=rt.settings.upload_backoff_s,
+        backoff_max_s=rt.settings.upload_backoff_max_s,
+    )
+    if outcome.resynthesize:
+        publish_synthesis(app, job_id)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+
+
+def _role() -> str:
+    return os.environ.get(runtime.ROLE_ENV, "synth")
+
+
+@worker_process_init.connect
+def _start_synth_child(**_: Any) -> None:
+    if _role() == "synth":
+        runtime.start_synth(settings)
+
+
+@worker_process_shutdown.connect
+def _stop_synth_child(**_: Any) -> None:
+    if _role() == "synth":
+        runtime.stop()
+
+
+@worker_ready.connect
+def _start_io(**_: Any) -> None:
+    if _role() == "io":
+        runtime.start_io(settings, app)
+
+
+@worker_shutdown.connect
+def _stop_io(**_: Any) -> None:
+    if _role() == "io":
+        runtime.stop()

@@ -1,0 +1,67 @@
+"""One upload: move a job's audio from the Redis hand-off into storage, then end the job.
+
+Runs on the I/O worker, never between two syntheses. Storage errors are retried with backoff;
+after the configured number of attempts the job fails with `storage_unavailable`. Safe to run
+twice: the object key derives from the job id and only one run can mark the job succeeded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.errors import StorageUnavailable
+from common.jobstore import JobStore
+from common.schemas import JobStatus, Stage
+from common.storage import Storage, audio_key
+from common.wav import describe_wav
+from gpu_worker.joblog import job_log
+from gpu_worker.synthesis import backoff
+
+
+@dataclass
+class UploadOutcome:
+    #: Seconds until the next attempt; None when this job needs no more uploads.
+    retry_in: float | None = None
+    #: The audio was lost before it reached storage; the job is queued for synthesis again.
+    resynthesize: bool = False
+
+
+def run_upload(
+    job_id: str,
+    *,
+    store: JobStore,
+    storage: Storage,
+    attempt: int,
+    max_attempts: int,
+    backoff_s: float,
+    backoff_max_s: float,
+) -> UploadOutcome:
+    log = job_log(__name__, job_id)
+    job = store.touch_upload(job_id)
+    if job is None:
+        return UploadOutcome()
+    data = store.handoff_audio(job_id)
+    if data is None:
+        log.warning("hand-off audio missing; synthesising again")
+        requeued = store.requeue(job_id, stage=Stage.uploading)
+        return UploadOutcome(resynthesize=requeued)
+    key = audio_key(job_id, job.request.format)
+    try:
+        storage.put(key, data, "audio/wav")
+    except StorageUnavailable as exc:
+        if attempt + 1 >= max_attempts:
+            log.error("failed: %s, %s attempts", exc.message, attempt + 1)
+            store.fail(job_id, "storage_unavailable",
+                       f"storage did not accept the audio after {attempt + 1} attempts")
+            return UploadOutcome()
+        delay = backoff(attempt + 1, backoff_s, backoff_max_s)
+        log.warning("%s; upload attempt %s, retry in %.1fs", exc.message, attempt + 1, delay)
+        return UploadOutcome(retry_in=delay)
+    if store.mark_succeeded(job_id, describe_wav(key, data)):
+        log.info("succeeded: %s bytes at %s", len(data), key)
+        return UploadOutcome()
+    after = store.get(job_id)
+    if after is None or after.status != JobStatus.succeeded:
+        log.info("canceled while uploading; removing %s", key)
+        storage.delete(key)
+    return UploadOutcome()
