@@ -51,8 +51,9 @@ def get_owner(request: Request, services: Svc) -> str:
         return ANONYMOUS
     presented = presented_key(request)
     if presented is None:
-        raise Unauthorized("an API key is required (X-Api-Key or Authorization: Bearer)",
-                           code="missing_api_key")
+        raise Unauthorized(
+            "an API key is required (X-Api-Key or Authorization: Bearer)", code="missing_api_key"
+        )
     owner = None
     candidate = presented.encode()
     for key, name in services.api_keys.items():  # compare with every key: no early exit

@@ -26,7 +26,8 @@ class EngineView:
     def capabilities(self) -> list[EngineCapabilities]:
         if time.monotonic() - self._at > _CACHE_S:
             self._caps = [
-                b.capabilities for b in alive_workers(self.client)
+                b.capabilities
+                for b in alive_workers(self.client)
                 if b.kind == "synth" and b.ready and b.capabilities is not None
             ]
             self._at = time.monotonic()
@@ -41,5 +42,6 @@ def check_against(request: JobRequest, caps: EngineCapabilities) -> None:
     if request.voice is not None and request.voice not in caps.voices:
         raise Unprocessable(
             f"voice: {request.voice!r} is not a voice of the running engine ({caps.engine}); "
-            f"choose one of {', '.join(caps.voices)}", code="unsupported_voice",
+            f"choose one of {', '.join(caps.voices)}",
+            code="unsupported_voice",
         )

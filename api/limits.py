@@ -21,14 +21,22 @@ class BodyLimit:
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await _refuse(send, 413, "payload_too_large",
-                          f"the body exceeds the limit of {self.max_bytes} bytes")
+            await _refuse(
+                send,
+                413,
+                "payload_too_large",
+                f"the body exceeds the limit of {self.max_bytes} bytes",
+            )
             return
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         has_body = length not in (None, b"0") or headers.get(b"transfer-encoding")
         if has_body and ctype != b"application/json":
-            await _refuse(send, 415, "unsupported_media_type",
-                          "the body must be JSON (Content-Type: application/json)")
+            await _refuse(
+                send,
+                415,
+                "unsupported_media_type",
+                "the body must be JSON (Content-Type: application/json)",
+            )
             return
         seen = 0
 
@@ -39,7 +47,9 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     # FastAPI re-raises HTTPException from body parsing: the envelope follows.
-                    raise HTTPException(413, f"the body exceeds the limit of {self.max_bytes} bytes")
+                    raise HTTPException(
+                        413, f"the body exceeds the limit of {self.max_bytes} bytes"
+                    )
             return message
 
         await self.app(scope, limited, send)
@@ -47,8 +57,15 @@ class BodyLimit:
 
 async def _refuse(send: Send, status: int, code: str, message: str) -> None:
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-    ]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -11,7 +11,10 @@ from common.storage import LocalStorage, S3Storage
 
 
 def job_resource(
-    job: JobRecord, *, settings: Settings, storage: LocalStorage | S3Storage,
+    job: JobRecord,
+    *,
+    settings: Settings,
+    storage: LocalStorage | S3Storage,
     queue_position: int | None,
 ) -> JobResource:
     base = f"{settings.base_url}/v1/jobs/{job.id}"

@@ -33,14 +33,22 @@ def start(data_dir: Path, port: int, *, log_file: Path | None = None) -> subproc
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [
         server_binary(),
-        "--bind", "127.0.0.1",
-        "--port", str(port),
-        "--dir", str(data_dir.resolve()),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--save", "",
-        "--protected-mode", "yes",
-        "--logfile", str(log_file.resolve()) if log_file else "",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(data_dir.resolve()),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--protected-mode",
+        "yes",
+        "--logfile",
+        str(log_file.resolve()) if log_file else "",
     ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     wait_ready(f"redis://127.0.0.1:{port}/0", proc)

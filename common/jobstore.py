@@ -123,9 +123,9 @@ class JobStore:
         def change(job: JobRecord, pipe: Pipeline) -> ClaimResult:
             if job.status.terminal or job.stage == Stage.uploading:
                 return ClaimResult.skip
-            if job.status == JobStatus.running and job.worker and job.worker != instance:
-                if is_alive(job.worker):
-                    return ClaimResult.skip
+            held = job.status == JobStatus.running and job.worker not in (None, instance)
+            if held and is_alive(str(job.worker)):
+                return ClaimResult.skip
             now = self.clock()
             if job.attempts >= max_attempts:
                 self._end(job, pipe, JobStatus.failed, now)
@@ -148,7 +148,13 @@ class JobStore:
         return Claim(result if job else ClaimResult.skip, job)
 
     def mark_synthesized(
-        self, job_id: str, instance: str, wav: bytes, *, synth_s: float, duration_s: float,
+        self,
+        job_id: str,
+        instance: str,
+        wav: bytes,
+        *,
+        synth_s: float,
+        duration_s: float,
         warnings: list[str],
     ) -> bool:
         """Hand the audio to the uploader. False when the job was canceled or taken over."""

@@ -129,9 +129,7 @@ class JobResource(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     expires_at: datetime | None
-    queue_position: int | None = Field(
-        description="0 is next; only while queued", default=None
-    )
+    queue_position: int | None = Field(description="0 is next; only while queued", default=None)
     attempts: int
     input: JobRequest
     urls: JobUrls

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -64,7 +65,5 @@ class Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
-        try:
+        with contextlib.suppress(redis.RedisError):
             remove_heartbeat(self.client, self.beat.instance)
-        except redis.RedisError:
-            pass

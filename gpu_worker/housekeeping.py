@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from common.errors import StorageUnavailable
 from common.jobstore import JobStore
@@ -56,12 +56,11 @@ def sweep(
                 log.warning("[job %s] worker %s is gone; job requeued", job_id, job.worker)
                 publish_synthesis(job_id)
                 report.requeued.append(job_id)
-        elif job.stage == Stage.uploading and job.stage_at is not None:
-            if (now - job.stage_at).total_seconds() > upload_stall_s:
-                log.warning("[job %s] upload stalled; sending it again", job_id)
-                store.touch_upload(job_id)
-                publish_upload(job_id)
-                report.reuploaded.append(job_id)
+        elif job.stage == Stage.uploading and _older(job.stage_at, now, upload_stall_s):
+            log.warning("[job %s] upload stalled; sending it again", job_id)
+            store.touch_upload(job_id)
+            publish_upload(job_id)
+            report.reuploaded.append(job_id)
     for job_id in store.expired_before(now):
         job = store.get(job_id)
         if job is not None and job.audio is not None:
@@ -74,3 +73,7 @@ def sweep(
             store.delete(job_id, job.owner)
         report.expired.append(job_id)
     return report
+
+
+def _older(at: datetime | None, now: datetime, seconds: float) -> bool:
+    return at is not None and (now - at).total_seconds() > seconds

@@ -8,7 +8,9 @@ from typing import Any
 
 
 class JobLog(logging.LoggerAdapter[logging.Logger]):
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         return f"[job {self.extra['job_id'] if self.extra else '?'}] {msg}", kwargs
 
 

@@ -66,8 +66,11 @@ def _base(settings: Settings, kind: str) -> tuple[redis.Redis, JobStore, Storage
     client = connect_redis(settings)
     store = JobStore(client, job_ttl_s=settings.job_ttl_s, clock=utcnow)
     beat = WorkerHeartbeat(
-        instance=new_instance_name(kind), kind=kind,  # type: ignore[arg-type]
-        hostname=socket.gethostname(), pid=os.getpid(), started_at=utcnow(),
+        instance=new_instance_name(kind),
+        kind=kind,  # type: ignore[arg-type]
+        hostname=socket.gethostname(),
+        pid=os.getpid(),
+        started_at=utcnow(),
     )
     return client, store, make_storage(settings), beat
 
@@ -91,10 +94,21 @@ def start_synth(settings: Settings) -> Runtime:
         heartbeat.stop()
         os.kill(os.getppid(), signal.SIGTERM)  # stop the worker rather than respawn forever
         raise
-    log.info("engine %s loaded in %.2fs, warmed up in %.2fs (device %s, %s)",
-             engine.name, t1 - t0, t2 - t1, engine.device, engine.model_version)
-    heartbeat.update(engine=engine.name, device=engine.device, model_version=engine.model_version,
-                     ready=True, capabilities=engine.capabilities())
+    log.info(
+        "engine %s loaded in %.2fs, warmed up in %.2fs (device %s, %s)",
+        engine.name,
+        t1 - t0,
+        t2 - t1,
+        engine.device,
+        engine.model_version,
+    )
+    heartbeat.update(
+        engine=engine.name,
+        device=engine.device,
+        model_version=engine.model_version,
+        ready=True,
+        capabilities=engine.capabilities(),
+    )
     _current = Runtime(settings, client, store, storage, beat.instance, heartbeat, engine)
     return _current
 
@@ -107,15 +121,22 @@ def start_io(settings: Settings, app: Celery) -> Runtime:
         storage.ensure_bucket()
     beat.ready = True
     run_sweep = partial(
-        sweep, store=store, storage=storage, is_alive=partial(is_alive, client),
+        sweep,
+        store=store,
+        storage=storage,
+        is_alive=partial(is_alive, client),
         publish_synthesis=partial(publish_synthesis, app),
         publish_upload=partial(publish_upload, app),
         publish_grace_s=settings.heartbeat_ttl_s,
         upload_stall_s=settings.upload_backoff_max_s + settings.heartbeat_ttl_s,
     )
     heartbeat = Heartbeat(
-        client, beat, interval_s=settings.heartbeat_interval_s, ttl_s=settings.heartbeat_ttl_s,
-        also=run_sweep, also_every_s=settings.sweep_interval_s,
+        client,
+        beat,
+        interval_s=settings.heartbeat_interval_s,
+        ttl_s=settings.heartbeat_ttl_s,
+        also=run_sweep,
+        also_every_s=settings.sweep_interval_s,
     )
     heartbeat.start()
     _current = Runtime(settings, client, store, storage, beat.instance, heartbeat)

@@ -66,15 +66,23 @@ def run_synthesis(
         store.fail(job_id, exc.code, exc.message)
         return SynthesisOutcome(Next.done)
     except TransientError as exc:
-        return _retry_or_fail(store, job_id, instance, job.attempts, max_attempts,
-                              exc.code, exc.message, retry_base_s)
+        return _retry_or_fail(
+            store, job_id, instance, job.attempts, max_attempts, exc.code, exc.message, retry_base_s
+        )
     except Exception:
         # An engine bug or crash we cannot classify: logged in full here, retried a bounded
         # number of times, then visible as `engine_error`; never a traceback to the client.
         log.exception("engine raised")
-        return _retry_or_fail(store, job_id, instance, job.attempts, max_attempts,
-                              "engine_error", "the speech engine failed on this job",
-                              retry_base_s)
+        return _retry_or_fail(
+            store,
+            job_id,
+            instance,
+            job.attempts,
+            max_attempts,
+            "engine_error",
+            "the speech engine failed on this job",
+            retry_base_s,
+        )
     synth_s = time.perf_counter() - started
     wav = encode_wav(out.pcm16, out.sample_rate)
     if not store.mark_synthesized(
@@ -87,8 +95,14 @@ def run_synthesis(
 
 
 def _retry_or_fail(
-    store: JobStore, job_id: str, instance: str, attempts: int, max_attempts: int,
-    code: str, message: str, retry_base_s: float,
+    store: JobStore,
+    job_id: str,
+    instance: str,
+    attempts: int,
+    max_attempts: int,
+    code: str,
+    message: str,
+    retry_base_s: float,
 ) -> SynthesisOutcome:
     log = job_log(__name__, job_id)
     if attempts >= max_attempts:

@@ -11,7 +11,12 @@ import os
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
+from celery.signals import (
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 from common import keys
 from common.queue import make_celery, publish_synthesis, publish_upload
@@ -32,8 +37,12 @@ def synthesize(self: Task, job_id: str) -> None:
     rt.heartbeat.update(current_job=job_id)
     try:
         outcome = run_synthesis(
-            job_id, store=rt.store, engine=rt.require_engine(), instance=rt.instance,
-            is_alive=rt.is_alive, max_attempts=rt.settings.max_attempts,
+            job_id,
+            store=rt.store,
+            engine=rt.require_engine(),
+            instance=rt.instance,
+            is_alive=rt.is_alive,
+            max_attempts=rt.settings.max_attempts,
         )
     finally:
         rt.heartbeat.update(current_job=None, jobs_done=rt.heartbeat.beat.jobs_done + 1)
@@ -47,8 +56,12 @@ def synthesize(self: Task, job_id: str) -> None:
 def upload(self: Task, job_id: str) -> None:
     rt = runtime.current()
     outcome = run_upload(
-        job_id, store=rt.store, storage=rt.storage, attempt=self.request.retries,
-        max_attempts=rt.settings.upload_max_attempts, backoff_s=rt.settings.upload_backoff_s,
+        job_id,
+        store=rt.store,
+        storage=rt.storage,
+        attempt=self.request.retries,
+        max_attempts=rt.settings.upload_max_attempts,
+        backoff_s=rt.settings.upload_backoff_s,
         backoff_max_s=rt.settings.upload_backoff_max_s,
     )
     if outcome.resynthesize:

@@ -51,8 +51,11 @@ def run_upload(
     except StorageUnavailable as exc:
         if attempt + 1 >= max_attempts:
             log.error("failed: %s, %s attempts", exc.message, attempt + 1)
-            store.fail(job_id, "storage_unavailable",
-                       f"storage did not accept the audio after {attempt + 1} attempts")
+            store.fail(
+                job_id,
+                "storage_unavailable",
+                f"storage did not accept the audio after {attempt + 1} attempts",
+            )
             return UploadOutcome()
         delay = backoff(attempt + 1, backoff_s, backoff_max_s)
         log.warning("%s; upload attempt %s, retry in %.1fs", exc.message, attempt + 1, delay)

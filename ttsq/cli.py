@@ -40,8 +40,14 @@ def cmd_api(_: argparse.Namespace) -> int:
         app = create_app(settings)
     except SettingsError as exc:
         sys.exit(f"ttsq api: {exc}")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
-                timeout_graceful_shutdown=10, h11_max_incomplete_event_size=16 * 1024)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+        h11_max_incomplete_event_size=16 * 1024,
+    )
     return 0
 
 
@@ -64,15 +70,31 @@ def cmd_worker(_: argparse.Namespace) -> int:
             preflight(settings)  # checks files only; CUDA is touched in the child, never here
     except EngineLoadError as exc:
         sys.exit(f"ttsq worker: {exc.message}")
-    argv = ["-Q", keys.SYNTH_QUEUE, "--pool", "prefork", "--concurrency", "1",
-            "--hostname", "synth@%h"]
+    argv = [
+        "-Q",
+        keys.SYNTH_QUEUE,
+        "--pool",
+        "prefork",
+        "--concurrency",
+        "1",
+        "--hostname",
+        "synth@%h",
+    ]
     return _celery_worker("synth", argv)
 
 
 def cmd_io(_: argparse.Namespace) -> int:
     settings = _settings()
-    argv = ["-Q", keys.IO_QUEUE, "--pool", "threads", "--concurrency",
-            str(settings.io_concurrency), "--hostname", "io@%h"]
+    argv = [
+        "-Q",
+        keys.IO_QUEUE,
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(settings.io_concurrency),
+        "--hostname",
+        "io@%h",
+    ]
     return _celery_worker("io", argv)
 
 
@@ -88,12 +110,15 @@ def cmd_flower(_: argparse.Namespace) -> int:
 def cmd_say(args: argparse.Namespace) -> int:
     from ttsq.say import say
 
-    return say(_settings(), text=args.text, out=args.output, voice=args.voice, url=args.url,
-               key=args.key)
+    return say(
+        _settings(), text=args.text, out=args.output, voice=args.voice, url=args.url, key=args.key
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     parser = argparse.ArgumentParser(prog="ttsq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run Redis, the API, both workers and Flower").set_defaults(fn=cmd_up)

@@ -21,8 +21,9 @@ def _key(settings: Settings, key: str | None) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
-def say(settings: Settings, *, text: str, out: str, voice: str | None, url: str | None,
-        key: str | None) -> int:
+def say(
+    settings: Settings, *, text: str, out: str, voice: str | None, url: str | None, key: str | None
+) -> int:
     base = (url or settings.base_url).rstrip("/")
     headers = {"Prefer": "wait=60"}
     api_key = _key(settings, key)

@@ -51,10 +51,12 @@ def run_stack(settings: Settings) -> int:
     for piece in ("api", "worker", "io", "flower"):
         procs[piece] = subprocess.Popen([sys.executable, "-m", "ttsq.cli", piece], env=env)
 
-    print(f"ttsq is up\n  API     {settings.base_url}  (docs at /docs)\n"
-          f"  Flower  http://127.0.0.1:{settings.flower_port}\n"
-          f"  Redis   {env.get('TTS_REDIS_URL', settings.redis_url)}\n"
-          f"  data    {Path(settings.data_dir).resolve()}")
+    print(
+        f"ttsq is up\n  API     {settings.base_url}  (docs at /docs)\n"
+        f"  Flower  http://127.0.0.1:{settings.flower_port}\n"
+        f"  Redis   {env.get('TTS_REDIS_URL', settings.redis_url)}\n"
+        f"  data    {Path(settings.data_dir).resolve()}"
+    )
     if generated_key:
         print(f"  API key {generated_key}  (kept in {settings.data_dir / 'api_key'})")
     print("Ctrl-C stops everything.", flush=True)

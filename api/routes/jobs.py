@@ -15,7 +15,15 @@ from api.deps import Owner, Svc
 from api.resources import job_resource
 from common.errors import Conflict, Unprocessable
 from common.queue import publish_synthesis
-from common.schemas import JOB_ID_PATTERN, ErrorEnvelope, JobList, JobRecord, JobRequest, JobResource, JobStatus
+from common.schemas import (
+    JOB_ID_PATTERN,
+    ErrorEnvelope,
+    JobList,
+    JobRecord,
+    JobRequest,
+    JobResource,
+    JobStatus,
+)
 
 router = APIRouter(tags=["jobs"])
 
@@ -52,8 +60,9 @@ async def _wait_for_end(svc: Svc, job: JobRecord, wait_s: float) -> JobRecord:
     return job
 
 
-async def _submit(svc: Svc, owner: str, body: JobRequest, wait_s: float | None,
-                  response: Response) -> JobResource:
+async def _submit(
+    svc: Svc, owner: str, body: JobRequest, wait_s: float | None, response: Response
+) -> JobResource:
     if len(body.text) > svc.settings.max_text_chars:
         raise Unprocessable(
             f"text: {len(body.text)} characters, the limit is {svc.settings.max_text_chars}",
@@ -71,25 +80,45 @@ async def _submit(svc: Svc, owner: str, body: JobRequest, wait_s: float | None,
     return await _resource(svc, job)
 
 
-@router.post("/v1/jobs", status_code=202, response_model=JobResource, responses=_ERRORS,
-             summary="Submit a synthesis job")
+@router.post(
+    "/v1/jobs",
+    status_code=202,
+    response_model=JobResource,
+    responses=_ERRORS,
+    summary="Submit a synthesis job",
+)
 async def create_job(
-    body: JobRequest, svc: Svc, owner: Owner, response: Response,
-    prefer: Annotated[str | None, Header(description="`wait=N` (N ≤ 60) holds the answer until "
-                                          "the job ends or N seconds pass")] = None,
+    body: JobRequest,
+    svc: Svc,
+    owner: Owner,
+    response: Response,
+    prefer: Annotated[
+        str | None,
+        Header(
+            description="`wait=N` (N ≤ 60) holds the answer until the job ends or N seconds pass"
+        ),
+    ] = None,
 ) -> JobResource:
     return await _submit(svc, owner, body, _prefer_wait(prefer, svc.settings.max_wait_s), response)
 
 
-@router.post("/synthesize", status_code=202, response_model=JobResource, responses=_ERRORS,
-             summary="Submit and wait (the one-call form)")
+@router.post(
+    "/synthesize",
+    status_code=202,
+    response_model=JobResource,
+    responses=_ERRORS,
+    summary="Submit and wait (the one-call form)",
+)
 async def synthesize(body: JobRequest, svc: Svc, owner: Owner, response: Response) -> JobResource:
     return await _submit(svc, owner, body, svc.settings.synthesize_wait_s, response)
 
 
-@router.get("/v1/jobs", response_model=JobList, responses=_ERRORS, summary="List jobs, newest first")
+@router.get(
+    "/v1/jobs", response_model=JobList, responses=_ERRORS, summary="List jobs, newest first"
+)
 async def list_jobs(
-    svc: Svc, owner: Owner,
+    svc: Svc,
+    owner: Owner,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(pattern=r"^\d+(\.\d+)?$", max_length=32)] = None,
@@ -102,27 +131,36 @@ async def list_jobs(
     return JobList(data=data, next_cursor=repr(next_score) if next_score is not None else None)
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobResource, responses=_ERRORS, summary="Read a job")
+@router.get(
+    "/v1/jobs/{job_id}", response_model=JobResource, responses=_ERRORS, summary="Read a job"
+)
 async def get_job(job_id: str, svc: Svc, owner: Owner) -> JobResource:
     _check_id(job_id)
     job = await run_in_threadpool(svc.store.get_owned, job_id, owner)
     return await _resource(svc, job)
 
 
-@router.post("/v1/jobs/{job_id}/cancel", response_model=JobResource, responses=_ERRORS,
-             summary="Cancel a queued or running job")
+@router.post(
+    "/v1/jobs/{job_id}/cancel",
+    response_model=JobResource,
+    responses=_ERRORS,
+    summary="Cancel a queued or running job",
+)
 async def cancel_job(job_id: str, svc: Svc, owner: Owner) -> JobResource:
     _check_id(job_id)
     job = await run_in_threadpool(svc.store.cancel, job_id, owner)
     return await _resource(svc, job)
 
 
-@router.get("/v1/jobs/{job_id}/audio", status_code=307, responses=_ERRORS,
-            summary="Redirect to the job's audio")
+@router.get(
+    "/v1/jobs/{job_id}/audio",
+    status_code=307,
+    responses=_ERRORS,
+    summary="Redirect to the job's audio",
+)
 async def job_audio(job_id: str, svc: Svc, owner: Owner) -> RedirectResponse:
     _check_id(job_id)
     job = await run_in_threadpool(svc.store.get_owned, job_id, owner)
     if job.status != JobStatus.succeeded or job.audio is None:
         raise Conflict(f"job {job_id} has no audio (status {job.status})", code="audio_not_ready")
     return RedirectResponse(svc.storage.url(job.audio.key, svc.settings.url_ttl_s), 307)
-

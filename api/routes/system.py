@@ -59,13 +59,22 @@ def _readiness(svc: Svc) -> Readiness:
     if not io:
         problems.append("no I/O worker is alive: finished audio will not reach storage")
     return Readiness(
-        ready=not problems, redis=True, storage=storage_ok, synth_workers_ready=len(synth),
-        io_workers=len(io), queue_depth=svc.store.queue_depth(), problems=problems,
+        ready=not problems,
+        redis=True,
+        storage=storage_ok,
+        synth_workers_ready=len(synth),
+        io_workers=len(io),
+        queue_depth=svc.store.queue_depth(),
+        problems=problems,
     )
 
 
-@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}},
-            summary="Readiness: Redis, storage, workers, queue depth")
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness}},
+    summary="Readiness: Redis, storage, workers, queue depth",
+)
 async def ready(svc: Svc, owner: Owner) -> Readiness:
     result = await run_in_threadpool(_readiness, svc)
     if not result.ready:
@@ -81,11 +90,15 @@ async def engine(svc: Svc, owner: Owner) -> EngineInfo:
     return EngineInfo(engines=list(engines.values()), workers=synth)
 
 
-@router.get("/v1/files/{key:path}", response_class=FileResponse,
-            responses={404: {"model": ErrorEnvelope}},
-            summary="A stored file, through a signed, expiring URL (the signature is the key)")
+@router.get(
+    "/v1/files/{key:path}",
+    response_class=FileResponse,
+    responses={404: {"model": ErrorEnvelope}},
+    summary="A stored file, through a signed, expiring URL (the signature is the key)",
+)
 async def signed_file(
-    key: str, svc: Svc,
+    key: str,
+    svc: Svc,
     expires: Annotated[int, Query(ge=0, le=2**40)],
     sig: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$")],
 ) -> FileResponse:

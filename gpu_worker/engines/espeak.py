@@ -39,11 +39,20 @@ class EspeakEngine:
             raise EngineLoadError("the espeak engine needs the espeakng-loader package") from exc
         self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
         self._lib.espeak_Initialize.argtypes = [
-            ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_int,
         ]
         self._lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-            ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
         ]
         self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self.sample_rate = int(
@@ -56,7 +65,9 @@ class EspeakEngine:
         version = ctypes.c_char_p()
         self._lib.espeak_Info.restype = ctypes.c_char_p
         self._lib.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
-        self.model_version = f"espeak-ng {(self._lib.espeak_Info(ctypes.byref(version)) or b'?').decode()}"
+        self.model_version = (
+            f"espeak-ng {(self._lib.espeak_Info(ctypes.byref(version)) or b'?').decode()}"
+        )
         self._chunks: list[bytes] = []
         self._callback = _CALLBACK(self._collect)  # kept referenced for the library's lifetime
         self._lib.espeak_SetSynthCallback(self._callback)

@@ -1,0 +1,45 @@
+"""Fixtures: real Redis and S3 servers for the session, and a running ttsq stack."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import RedisServer, S3Server
+from tests.support.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, s3_server: S3Server
+) -> Iterator[Stack]:
+    """One stack shared by the tests that do not break it."""
+    s = Stack(tmp_path_factory.mktemp("stack"), redis_server, s3_server).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def own_stack(tmp_path: Path, s3_server: S3Server) -> Iterator[Stack]:
+    """A stack with its own Redis, for tests that kill or restart things."""
+    redis = RedisServer(tmp_path / "redis").start()
+    s = Stack(tmp_path, redis, s3_server)
+    yield s
+    s.stop()
+    redis.stop()

@@ -1,0 +1,80 @@
+"""Bad input gets a clear 4xx naming the problem, and nothing is queued."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+CASES = [
+    ({"text": ""}, 422, "text"),
+    ({"text": "   "}, 422, "text"),
+    ({"text": "x" * 2001}, 422, "limit is 2000"),
+    ({"text": 5}, 422, "text"),
+    ({}, 422, "text: required"),
+    ({"text": "hi", "speed": 2}, 422, "speed: unknown field"),
+    ({"text": "hi", "format": "mp3"}, 422, "format"),
+    ({"text": "hi", "voice": "../../etc/passwd"}, 422, "voice"),
+    ({"text": "hi", "voice": "klingon"}, 422, "voice: 'klingon' is not a voice"),
+    ({"text": "hi", "metadata": {"k": 1}}, 422, "metadata.k"),
+    (["text"], 422, "body"),
+]
+
+
+def queue_depth(stack: Stack) -> int:
+    return int(httpx.get(f"{stack.url}/ready", headers=stack.headers()).json()["queue_depth"])
+
+
+@pytest.mark.parametrize(("body", "status", "needle"), CASES)
+def test_invalid_bodies_are_refused_naming_the_field(
+    stack: Stack, body: object, status: int, needle: str
+) -> None:
+    r = httpx.post(f"{stack.url}/v1/jobs", json=body, headers=stack.headers("dave"))
+    assert r.status_code == status, r.text
+    assert needle in r.json()["error"]["message"]
+
+
+def test_a_body_that_is_not_json_is_a_400(stack: Stack) -> None:
+    r = httpx.post(
+        f"{stack.url}/v1/jobs",
+        content=b"{text: nope",
+        headers={**stack.headers(), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+
+
+def test_a_body_that_is_not_declared_json_is_a_415(stack: Stack) -> None:
+    r = httpx.post(
+        f"{stack.url}/v1/jobs",
+        content=b"text=hi",
+        headers={**stack.headers(), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 415
+
+
+def test_a_huge_body_is_refused_before_it_is_read(stack: Stack) -> None:
+    r = httpx.post(
+        f"{stack.url}/v1/jobs",
+        content=b"{" + b" " * 200_000 + b"}",
+        headers={**stack.headers(), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413 and "65536 bytes" in r.json()["error"]["message"]
+
+
+def test_malformed_and_unknown_job_ids(stack: Stack) -> None:
+    r = httpx.get(f"{stack.url}/v1/jobs/not-an-id", headers=stack.headers())
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_job_id"
+    r = httpx.get(f"{stack.url}/v1/jobs/{'0' * 32}", headers=stack.headers())
+    assert r.status_code == 404 and r.json()["error"]["code"] == "job_not_found"
+
+
+def test_refused_requests_queue_nothing(stack: Stack) -> None:
+    before = queue_depth(stack)
+    for body, _, _ in CASES:
+        httpx.post(f"{stack.url}/v1/jobs", json=body, headers=stack.headers("dave"))
+    assert queue_depth(stack) == before
+    listed = httpx.get(f"{stack.url}/v1/jobs", headers=stack.headers("dave")).json()["data"]
+    assert listed == []

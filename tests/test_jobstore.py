@@ -1,0 +1,101 @@
+"""The job store's status changes against a real Redis server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from common.errors import Conflict
+from common.jobstore import ClaimResult, JobStore
+from common.schemas import JobRequest, JobStatus, Stage
+from tests.support.servers import RedisServer
+
+WAV = b"RIFF....WAVEfmt "
+
+
+@pytest.fixture
+def store(redis_server: RedisServer) -> Iterator[JobStore]:
+    client = redis.Redis.from_url(redis_server.url.replace("/0", "/9"))
+    client.flushdb()
+    yield JobStore(client, job_ttl_s=60)
+    client.flushdb()
+
+
+def alive(_: str) -> bool:
+    return True
+
+
+def dead(_: str) -> bool:
+    return False
+
+
+def test_a_new_job_is_queued_in_order(store: JobStore) -> None:
+    a = store.create("o", JobRequest(text="a"))
+    b = store.create("o", JobRequest(text="b"))
+    assert (store.queue_position(a.id), store.queue_position(b.id)) == (0, 1)
+    assert store.get(a.id).status == JobStatus.queued  # type: ignore[union-attr]
+
+
+def test_a_second_delivery_is_skipped_while_the_first_worker_lives(store: JobStore) -> None:
+    job = store.create("o", JobRequest(text="a"))
+    assert store.claim(job.id, "w1", is_alive=alive, max_attempts=3).result == ClaimResult.run
+    assert store.claim(job.id, "w2", is_alive=alive, max_attempts=3).result == ClaimResult.skip
+    assert store.get(job.id).attempts == 1  # type: ignore[union-attr]
+
+
+def test_a_dead_workers_job_is_taken_over_and_counted(store: JobStore) -> None:
+    job = store.create("o", JobRequest(text="a"))
+    store.claim(job.id, "w1", is_alive=alive, max_attempts=3)
+    claim = store.claim(job.id, "w2", is_alive=dead, max_attempts=3)
+    assert claim.result == ClaimResult.run and claim.job and claim.job.attempts == 2
+    assert not store.mark_synthesized(job.id, "w1", WAV, synth_s=1, duration_s=1, warnings=[])
+
+
+def test_a_job_started_too_often_fails_instead_of_looping(store: JobStore) -> None:
+    job = store.create("o", JobRequest(text="a"))
+    for _ in range(2):
+        assert store.claim(job.id, "w", is_alive=dead, max_attempts=2).result == ClaimResult.run
+    claim = store.claim(job.id, "w", is_alive=dead, max_attempts=2)
+    assert claim.result == ClaimResult.exhausted
+    ended = store.get(job.id)
+    assert ended and ended.status == JobStatus.failed and ended.error
+    assert ended.error.code == "attempts_exhausted"
+
+
+def test_synthesized_then_succeeded_once(store: JobStore) -> None:
+    from common.wav import describe_wav, encode_wav
+
+    job = store.create("o", JobRequest(text="a"))
+    store.claim(job.id, "w", is_alive=alive, max_attempts=3)
+    wav = encode_wav(b"\x00\x10" * 100, 22050)
+    assert store.mark_synthesized(job.id, "w", wav, synth_s=0.5, duration_s=1.0, warnings=[])
+    assert store.handoff_audio(job.id) == wav
+    assert store.claim(job.id, "w2", is_alive=dead, max_attempts=3).result == ClaimResult.skip
+    info = describe_wav("audio/x.wav", wav)
+    assert store.mark_succeeded(job.id, info)
+    assert not store.mark_succeeded(job.id, info)
+    assert store.handoff_audio(job.id) is None
+    ended = store.get(job.id)
+    assert ended and ended.status == JobStatus.succeeded and ended.metrics.rtf == 0.5
+
+
+def test_cancel_of_a_running_job_makes_its_result_unwritable(store: JobStore) -> None:
+    job = store.create("o", JobRequest(text="a"))
+    store.claim(job.id, "w", is_alive=alive, max_attempts=3)
+    assert store.cancel(job.id, "o").status == JobStatus.canceled
+    assert not store.mark_synthesized(job.id, "w", WAV, synth_s=1, duration_s=1, warnings=[])
+    with pytest.raises(Conflict):
+        store.cancel(job.id, "o")
+
+
+def test_requeue_only_from_the_named_worker(store: JobStore) -> None:
+    job = store.create("o", JobRequest(text="a"))
+    store.claim(job.id, "w1", is_alive=alive, max_attempts=3)
+    assert not store.requeue(job.id, only_from="someone-else")
+    assert store.requeue(job.id, only_from="w1")
+    requeued = store.get(job.id)
+    assert requeued and requeued.status == JobStatus.queued and requeued.stage is None
+    assert store.queue_position(job.id) == 0
+    assert store.requeue(job.id, stage=Stage.uploading) is False

@@ -1,0 +1,168 @@
+"""`run_synthesis` and `run_upload` called directly, with a fake engine and fake storage."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from common.errors import EngineInputError, StorageUnavailable, TransientError
+from common.jobstore import JobStore
+from common.schemas import EngineCapabilities, JobRequest, JobStatus, Stage
+from gpu_worker.engines.base import SynthesisOutput
+from gpu_worker.synthesis import Next, run_synthesis
+from gpu_worker.upload import run_upload
+from tests.support.servers import RedisServer
+
+
+class FakeEngine:
+    name, device, model_version = "fake", "cpu", "0"
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error, self.calls = error, 0
+
+    def capabilities(self) -> EngineCapabilities:
+        return EngineCapabilities(
+            engine="fake", sample_rate=100, voices=["v"], default_voice="v", languages=["en"]
+        )
+
+    def warmup(self) -> None: ...
+
+    def synthesize(self, request: JobRequest) -> SynthesisOutput:
+        self.calls += 1
+        if self.error:
+            raise self.error
+        return SynthesisOutput(pcm16=b"\x01\x02" * 100, sample_rate=100, warnings=["w"])
+
+
+class FakeStorage:
+    def __init__(self, failures: int = 0) -> None:
+        self.failures, self.objects = failures, dict[str, bytes]()
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise StorageUnavailable("storage upload failed: 503")
+        self.objects[key] = data
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
+    def url(self, key: str, ttl_s: int) -> str:
+        return key
+
+    def check_writable(self) -> None: ...
+
+
+@pytest.fixture
+def store(redis_server: RedisServer) -> Iterator[JobStore]:
+    client = redis.Redis.from_url(redis_server.url.replace("/0", "/8"))
+    client.flushdb()
+    yield JobStore(client, job_ttl_s=60)
+    client.flushdb()
+
+
+def synth(store: JobStore, job_id: str, engine: FakeEngine, max_attempts: int = 3) -> Next:
+    return run_synthesis(
+        job_id,
+        store=store,
+        engine=engine,
+        instance="w",
+        is_alive=lambda _: True,
+        max_attempts=max_attempts,
+    ).next
+
+
+def upload(store: JobStore, job_id: str, storage: FakeStorage, attempt: int = 0) -> object:
+    return run_upload(
+        job_id,
+        store=store,
+        storage=storage,
+        attempt=attempt,
+        max_attempts=3,
+        backoff_s=0.1,
+        backoff_max_s=1,
+    )
+
+
+def test_a_job_goes_from_engine_to_storage(store: JobStore) -> None:
+    job = store.create("o", JobRequest(text="hi"))
+    assert synth(store, job.id, FakeEngine()) == Next.upload
+    storage = FakeStorage()
+    upload(store, job.id, storage)
+    done = store.get(job.id)
+    assert done and done.status == JobStatus.succeeded and done.warnings == ["w"]
+    assert storage.objects[f"audio/{job.id}.wav"][:4] == b"RIFF"
+
+
+def test_running_a_finished_job_again_does_nothing(store: JobStore) -> None:
+    job = store.create("o", JobRequest(text="hi"))
+    engine = FakeEngine()
+    synth(store, job.id, engine)
+    upload(store, job.id, FakeStorage())
+    assert synth(store, job.id, engine) == Next.done and engine.calls == 1
+
+
+def test_engine_rejection_is_permanent(store: JobStore) -> None:
+    job = store.create("o", JobRequest(text="hi"))
+    assert synth(store, job.id, FakeEngine(EngineInputError("nope"))) == Next.done
+    failed = store.get(job.id)
+    assert failed and failed.status == JobStatus.failed
+    assert failed.error and failed.error.code == "engine_rejected_input"
+
+
+def test_transient_engine_errors_retry_then_fail_visibly(store: JobStore) -> None:
+    job = store.create("o", JobRequest(text="hi"))
+    engine = FakeEngine(TransientError("CUDA out of memory"))
+    assert synth(store, job.id, engine, max_attempts=2) == Next.retry
+    assert store.get(job.id).status == JobStatus.queued  # type: ignore[union-attr]
+    assert synth(store, job.id, engine, max_attempts=2) == Next.done
+    failed = store.get(job.id)
+    assert failed and failed.status == JobStatus.failed and engine.calls == 2
+    assert failed.error and "after 2 attempts" in failed.error.message
+
+
+def test_an_unknown_engine_crash_is_bounded_and_named(store: JobStore) -> None:
+    job = store.create("o", JobRequest(text="hi"))
+    engine = FakeEngine(RuntimeError("segment index out of range"))
+    while synth(store, job.id, engine) == Next.retry:
+        pass
+    failed = store.get(job.id)
+    assert failed and failed.error and failed.error.code == "engine_error"
+    assert "index" not in failed.error.message  # internal detail stays in the log
+
+
+def test_storage_errors_back_off_then_fail_with_storage_unavailable(store: JobStore) -> None:
+    job = store.create("o", JobRequest(text="hi"))
+    synth(store, job.id, FakeEngine())
+    storage = FakeStorage(failures=10)
+    delays = [upload(store, job.id, storage, attempt).retry_in for attempt in range(2)]  # type: ignore[attr-defined]
+    assert delays == [0.1, 0.2]
+    upload(store, job.id, storage, attempt=2)
+    failed = store.get(job.id)
+    assert failed and failed.status == JobStatus.failed
+    assert failed.error and failed.error.code == "storage_unavailable"
+    assert store.handoff_audio(job.id) is None
+
+
+def test_storage_that_recovers_before_the_limit_succeeds(store: JobStore) -> None:
+    job = store.create("o", JobRequest(text="hi"))
+    synth(store, job.id, FakeEngine())
+    storage = FakeStorage(failures=1)
+    assert upload(store, job.id, storage, 0).retry_in == 0.1  # type: ignore[attr-defined]
+    upload(store, job.id, storage, 1)
+    assert store.get(job.id).status == JobStatus.succeeded  # type: ignore[union-attr]
+
+
+def test_lost_handoff_audio_sends_the_job_back_to_synthesis(store: JobStore) -> None:
+    job = store.create("o", JobRequest(text="hi"))
+    synth(store, job.id, FakeEngine())
+    store.redis.delete(f"ttsq:job:{job.id}:handoff")
+    assert upload(store, job.id, FakeStorage()).resynthesize  # type: ignore[attr-defined]
+    again = store.get(job.id)
+    assert again and again.status == JobStatus.queued and again.stage is None
+    assert Stage.uploading != again.stage
