@@ -45,6 +45,8 @@ def start(data_dir: Path, port: int, *, log_file: Path | None = None) -> subproc
         "everysec",
         "--save",
         "",
+        "--maxmemory-policy",
+        "noeviction",
         "--protected-mode",
         "yes",
         "--logfile",
