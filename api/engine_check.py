@@ -10,6 +10,7 @@ import time
 
 import redis
 
+from common.capabilities import unsupported
 from common.errors import Unprocessable
 from common.schemas import EngineCapabilities, JobRequest
 from common.workers import alive_workers
@@ -35,13 +36,6 @@ class EngineView:
 
     def check(self, request: JobRequest) -> None:
         for caps in self.capabilities():
-            check_against(request, caps)
-
-
-def check_against(request: JobRequest, caps: EngineCapabilities) -> None:
-    if request.voice is not None and request.voice not in caps.voices:
-        raise Unprocessable(
-            f"voice: {request.voice!r} is not a voice of the running engine ({caps.engine}); "
-            f"choose one of {', '.join(caps.voices)}",
-            code="unsupported_voice",
-        )
+            problems = unsupported(request, caps)
+            if problems:
+                raise Unprocessable("; ".join(problems), code="unsupported_by_engine")

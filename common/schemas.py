@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 #: Job ids are 32 lowercase hex characters from `secrets.token_hex(16)`: 128 random bits.
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -46,11 +46,81 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: IndexTTS2's eight emotions, in the order its `emo_vector` takes them.
+EMOTIONS = ("happy", "angry", "sad", "afraid", "disgusted", "melancholic", "surprised", "calm")
+Weight = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class EmotionVector(Strict):
+    """Weights of the eight emotions, each 0–1, summing to at most 1 (above 1 the model would
+    give the speaker's own emotion a negative weight)."""
+
+    happy: Weight = 0.0
+    angry: Weight = 0.0
+    sad: Weight = 0.0
+    afraid: Weight = 0.0
+    disgusted: Weight = 0.0
+    melancholic: Weight = 0.0
+    surprised: Weight = 0.0
+    calm: Weight = 0.0
+
+    @model_validator(mode="after")
+    def _sum_at_most_one(self) -> EmotionVector:
+        total = sum(self.as_list())
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"the weights sum to {total:.3g}; the limit is 1")
+        return self
+
+    def as_list(self) -> list[float]:
+        return [float(getattr(self, name)) for name in EMOTIONS]
+
+
+class Emotion(Strict):
+    """How the line should feel: from a reference audio, a vector, or a description. One source
+    at most; `alpha` (0–1) is how strongly it applies."""
+
+    audio: VoiceId | None = None
+    alpha: Weight | None = None
+    vector: EmotionVector | None = None
+    text: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+        | None
+    ) = None
+    random: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Emotion:
+        given = [n for n in ("audio", "vector", "text") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of audio, vector or text, not {' and '.join(given)}")
+        return self
+
+
+class Generation(Strict):
+    """Sampling and segmentation controls; the ranges are upstream's web UI's."""
+
+    temperature: Annotated[float, Field(ge=0.1, le=2.0)] | None = None
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    top_k: Annotated[int, Field(ge=0, le=100)] | None = None
+    num_beams: Annotated[int, Field(ge=1, le=10)] | None = None
+    repetition_penalty: Annotated[float, Field(ge=0.1, le=20.0)] | None = None
+    length_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
+    max_mel_tokens: Annotated[int, Field(ge=50, le=1815)] | None = None
+    interval_silence: Annotated[int, Field(ge=0, le=5000)] | None = None
+    max_text_tokens_per_segment: Annotated[int, Field(ge=20, le=600)] | None = None
+    #: IndexTTS-2.5 only: stretch (above 1) or compress the spoken duration.
+    duration_factor: Annotated[float, Field(ge=0.5, le=2.0)] | None = None
+
+
 class JobRequest(Strict):
     """The body of `POST /v1/jobs` and `POST /synthesize`. Unknown fields are refused."""
 
     text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
     voice: VoiceId | None = None
+    #: The text's language, for engines that need it (IndexTTS-2.5); others detect it.
+    language: Literal["zh", "en", "ja", "ar", "es"] | None = None
+    emotion: Emotion | None = None
+    generation: Generation | None = None
     format: Literal["wav"] = "wav"
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] = Field(
         default_factory=dict

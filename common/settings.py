@@ -76,6 +76,24 @@ class Settings(BaseSettings):
         default=True, validation_alias=AliasChoices("INDEXTTS_USE_FP16", "TTS_INDEXTTS_USE_FP16")
     )
 
+    #: IndexTTS2 switches; unset means the installed version's own default. A switch set to
+    #: true that the installed version lacks stops the worker at start (never ignored).
+    indextts_cfg_path: Path | None = None
+    indextts_use_cuda_kernel: bool | None = None
+    indextts_use_deepspeed: bool | None = None
+    indextts_use_accel: bool | None = None
+    indextts_use_torch_compile: bool | None = None
+    indextts_use_qwen_emo: bool | None = None
+    #: Speaker references (`<voice id>.wav`); default `<data dir>/voices`.
+    voices_dir: Path | None = None
+    #: Content-addressed voice files kept on the worker.
+    voice_cache_files: int = Field(default=256, ge=1)
+    #: Replace the synthesis process after this many jobs (0: never).
+    max_jobs_per_child: int = Field(default=0, ge=0)
+    #: Replace the synthesis process after a job that leaves it above this much GPU memory
+    #: (MiB reserved by torch; 0: never). The job in hand finishes first.
+    recycle_gpu_memory_mb: int = Field(default=0, ge=0)
+
     # -- Storage -------------------------------------------------------------------------
     data_dir: Path = Path("./var")
     storage: Literal["local", "s3"] = "local"

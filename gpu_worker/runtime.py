@@ -47,6 +47,10 @@ class Runtime:
     def is_alive(self, instance: str) -> bool:
         return is_alive(self.redis, instance)
 
+    def engine_memory_mb(self) -> float:
+        probe = getattr(self.engine, "memory_mb", None)
+        return float(probe()) if probe is not None else 0.0
+
     def require_engine(self) -> Engine:
         if self.engine is None:
             raise RuntimeError("this worker has no engine: it is not a synthesis worker")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from common.capabilities import check as check_capabilities
 from common.errors import PermanentError, TransientError
 from common.jobstore import ClaimResult, JobStore
 from common.wav import encode_wav
@@ -60,6 +61,7 @@ def run_synthesis(
     log.info("synthesising (attempt %s of %s)", job.attempts, max_attempts)
     started = time.perf_counter()
     try:
+        check_capabilities(job.request, engine.capabilities())
         out = engine.synthesize(job.request)
     except PermanentError as exc:
         log.warning("failed: %s (%s)", exc.message, exc.code)

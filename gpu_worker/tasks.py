@@ -21,7 +21,7 @@ from celery.signals import (
 from common import keys
 from common.queue import make_celery, publish_synthesis, publish_upload
 from common.settings import Settings
-from gpu_worker import runtime
+from gpu_worker import recycle, runtime
 from gpu_worker.synthesis import Next, run_synthesis
 from gpu_worker.upload import run_upload
 
@@ -50,6 +50,7 @@ def synthesize(self: Task, job_id: str) -> None:
         publish_upload(app, job_id)
     elif outcome.next == Next.retry:
         publish_synthesis(app, job_id, countdown=outcome.retry_in)
+    recycle.check_gpu_memory(rt.engine_memory_mb(), rt.settings.recycle_gpu_memory_mb)
 
 
 @app.task(name=keys.TASK_UPLOAD, bind=True, max_retries=None)
@@ -77,6 +78,7 @@ def _role() -> str:
 @worker_process_init.connect
 def _start_synth_child(**_: Any) -> None:
     if _role() == "synth":
+        recycle.install()
         runtime.start_synth(settings)
 
 

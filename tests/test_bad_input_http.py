@@ -78,3 +78,42 @@ def test_refused_requests_queue_nothing(stack: Stack) -> None:
     assert queue_depth(stack) == before
     listed = httpx.get(f"{stack.url}/v1/jobs", headers=stack.headers("dave")).json()["data"]
     assert listed == []
+
+
+def test_controls_the_running_engine_lacks_are_a_422_not_a_silent_ignore(stack: Stack) -> None:
+    r = httpx.post(
+        f"{stack.url}/v1/jobs",
+        headers=stack.headers("dave"),
+        json={
+            "text": "hi",
+            "emotion": {"vector": {"happy": 0.5}},
+            "generation": {"temperature": 0.5},
+        },
+    )
+    assert r.status_code == 422
+    message = r.json()["error"]["message"]
+    assert "emotion.vector: not supported by scripted-espeak" in message
+    assert "generation.temperature: not supported" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"emotion": {"alpha": 1.5}}, "emotion.alpha: Input should be less than or equal to 1"),
+        ({"emotion": {"vector": {"happy": 0.7, "sad": 0.6}}}, "sum to 1.3; the limit is 1"),
+        ({"emotion": {"vector": {"joy": 0.5}}}, "emotion.vector.joy: unknown field"),
+        ({"emotion": {"audio": "angry", "text": "calm"}}, "not audio and text"),
+        ({"generation": {"num_beams": 0}}, "generation.num_beams: Input should be greater than"),
+        ({"generation": {"max_mel_tokens": 5000}}, "generation.max_mel_tokens"),
+        ({"generation": {"temperature": "hot"}}, "generation.temperature"),
+        ({"language": "fr"}, "language"),
+    ],
+)
+def test_model_controls_are_validated_with_their_ranges(
+    stack: Stack, body: dict[str, object], needle: str
+) -> None:
+    r = httpx.post(
+        f"{stack.url}/v1/jobs", json={"text": "hi", **body}, headers=stack.headers("dave")
+    )
+    assert r.status_code == 422, r.text
+    assert needle in r.json()["error"]["message"]

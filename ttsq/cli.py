@@ -70,6 +70,8 @@ def cmd_worker(_: argparse.Namespace) -> int:
             preflight(settings)  # checks files only; CUDA is touched in the child, never here
     except EngineLoadError as exc:
         sys.exit(f"ttsq worker: {exc.message}")
+    from gpu_worker.recycle import NEVER_KB
+
     argv = [
         "-Q",
         keys.SYNTH_QUEUE,
@@ -79,7 +81,11 @@ def cmd_worker(_: argparse.Namespace) -> int:
         "1",
         "--hostname",
         "synth@%h",
+        "--max-memory-per-child",
+        str(NEVER_KB),
     ]
+    if settings.max_jobs_per_child:
+        argv += ["--max-tasks-per-child", str(settings.max_jobs_per_child)]
     return _celery_worker("synth", argv)
 
 

@@ -27,6 +27,10 @@ class ScriptedEngine(EspeakEngine):
         super().__init__(settings)
         self.ledger = Path(os.environ.get("TTS_TEST_LEDGER_DIR", "."))
 
+    def memory_mb(self) -> float:
+        """What a GPU engine reports; TTS_TEST_FAKE_GPU_MB stands in for torch's figure."""
+        return float(os.environ.get("TTS_TEST_FAKE_GPU_MB", "0"))
+
     def synthesize(self, request: JobRequest) -> SynthesisOutput:
         probe = request.metadata.get("probe")
         calls = 0

@@ -22,7 +22,13 @@ TERMINAL = {"succeeded", "failed", "canceled"}
 
 class Stack:
     def __init__(
-        self, tmp: Path, redis: RedisServer, s3: S3Server | None, **overrides: str
+        self,
+        tmp: Path,
+        redis: RedisServer,
+        s3: S3Server | None,
+        *,
+        db: int = 0,
+        **overrides: str,
     ) -> None:
         self.tmp, self.redis, self.s3 = tmp, redis, s3
         self.port = free_port()
@@ -33,7 +39,7 @@ class Stack:
             {
                 "TTS_HOST": "127.0.0.1",
                 "TTS_PORT": str(self.port),
-                "TTS_REDIS_URL": redis.url,
+                "TTS_REDIS_URL": redis.url.removesuffix("/0") + f"/{db}",
                 "TTS_API_KEYS": ",".join(f"{name}:{key}" for name, key in KEYS.items()),
                 "TTS_DATA_DIR": str(tmp / "data"),
                 "TTS_BACKEND": "tests.support.engines:ScriptedEngine",

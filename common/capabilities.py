@@ -1,0 +1,39 @@
+"""Checking a request against what an engine supports: a 422 rather than a silent ignore.
+
+The API checks at submission against the engines that live workers published; the worker
+checks again before synthesis, for jobs accepted while no worker was alive.
+"""
+
+from __future__ import annotations
+
+from common.errors import EngineInputError
+from common.schemas import EngineCapabilities, JobRequest
+
+
+def unsupported(request: JobRequest, caps: EngineCapabilities) -> list[str]:
+    """Each part of `request` that the engine cannot honour, as `field: reason`."""
+    problems = []
+    if request.voice is not None and request.voice not in caps.voices:
+        problems.append(
+            f"voice: {request.voice!r} is not a voice of the running engine ({caps.engine}); "
+            f"choose one of {', '.join(caps.voices)}"
+        )
+    if request.language is not None and request.language not in caps.languages:
+        problems.append(f"language: {caps.engine} speaks {', '.join(caps.languages)}")
+    if request.emotion is not None:
+        if request.emotion.audio is not None and request.emotion.audio not in caps.voices:
+            problems.append(f"emotion.audio: {request.emotion.audio!r} is not a known voice")
+        for name in sorted(request.emotion.model_fields_set):
+            if getattr(request.emotion, name) is not None and name not in caps.emotion:
+                problems.append(f"emotion.{name}: not supported by {caps.engine}")
+    if request.generation is not None:
+        for name in sorted(request.generation.model_fields_set):
+            if getattr(request.generation, name) is not None and name not in caps.generation:
+                problems.append(f"generation.{name}: not supported by {caps.engine}")
+    return problems
+
+
+def check(request: JobRequest, caps: EngineCapabilities) -> None:
+    problems = unsupported(request, caps)
+    if problems:
+        raise EngineInputError("; ".join(problems), code="unsupported_by_engine")

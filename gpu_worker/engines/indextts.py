@@ -1,0 +1,340 @@
+"""IndexTTS2 and IndexTTS-2.5 behind the engine interface.
+
+Checked against upstream `index-tts/index-tts` at commit
+ee40fa7d6c6b8a2c7f06105f9f1e65775b74868c (2026-08-18). Upstream is not on PyPI: install it from
+git at that commit (README, "IndexTTS2"). Also handled: `tts-webui-index-tts` 2.0.1 from PyPI,
+a copy of upstream from September 2025 whose constructor has only the first six arguments and
+whose `infer` returns float audio in ±1. Not supported: `indextts2-inference`, an unofficial
+port whose constructor downloads weights when `model_dir` is None and needs transformers 5.
+
+The constructor gained arguments over time (`is_fp16` became `use_fp16`; `use_deepspeed`,
+`use_accel`, `use_torch_compile`, `aux_paths`, `use_qwen_emo` were added). The installed
+signature is read, never assumed: a switch the operator sets that the installed version lacks
+stops the worker at start with a message saying so.
+
+torch is imported here only, when the model is built, in the process that runs the jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import logging
+import os
+import re
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any, ClassVar
+
+from common.errors import EngineInputError, EngineLoadError, TransientError
+from common.schemas import EngineCapabilities, JobRequest
+from common.settings import Settings
+from gpu_worker.engines.base import SynthesisOutput
+from gpu_worker.voices import VoiceCache
+
+log = logging.getLogger(__name__)
+
+UPSTREAM_COMMIT = "ee40fa7d6c6b8a2c7f06105f9f1e65775b74868c"
+GET_WEIGHTS = (
+    "get them with `hf download IndexTeam/IndexTTS-2 --local-dir {dir}` (set "
+    "HF_ENDPOINT=https://hf-mirror.com for a mirror) or `modelscope download "
+    "--model IndexTeam/IndexTTS-2 --local_dir {dir}`; the auxiliary models go under "
+    "{dir}/hf_cache (run upstream once with network, or see README)"
+)
+#: Generation settings upstream reads from `**generation_kwargs`.
+SAMPLING = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "num_beams",
+    "repetition_penalty",
+    "length_penalty",
+    "max_mel_tokens",
+)
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+class IndexTTS2Engine:
+    name = "index_tts2"
+    module_name = "indextts.infer_v2"
+    languages: ClassVar[list[str]] = ["zh", "en"]
+    required_files: ClassVar[tuple[str, ...]] = (
+        "config.yaml",
+        "gpt.pth",
+        "s2mel.pth",
+        "wav2vec2bert_stats.pt",
+        "bpe.model",
+        "feat1.pt",
+        "feat2.pt",
+    )
+    #: The auxiliary models, by upstream's `aux_paths` key, relative to the model dir.
+    aux_files: ClassVar[dict[str, str]] = {
+        "w2v_bert": "hf_cache/w2v-bert-2.0",
+        "semantic_codec": "hf_cache/semantic_codec_model.safetensors",
+        "campplus": "hf_cache/campplus_cn_common.bin",
+        "bigvgan": "hf_cache/bigvgan",
+    }
+    #: The precision switch, by what versions have called it.
+    precision_args: ClassVar[tuple[str, ...]] = ("use_fp16", "is_fp16")
+    switches: ClassVar[dict[str, str]] = {
+        "use_cuda_kernel": "indextts_use_cuda_kernel",
+        "use_deepspeed": "indextts_use_deepspeed",
+        "use_accel": "indextts_use_accel",
+        "use_torch_compile": "indextts_use_torch_compile",
+        "use_qwen_emo": "indextts_use_qwen_emo",
+    }
+
+    # -- start ---------------------------------------------------------------------------
+
+    @classmethod
+    def missing_files(cls, model_dir: Path) -> list[str]:
+        wanted = [*cls.required_files, *cls.aux_files.values()]
+        return [name for name in wanted if not (model_dir / name).exists()]
+
+    @classmethod
+    def preflight(cls, settings: Settings) -> None:
+        """Check the weights are all there, without importing torch (the worker's parent)."""
+        model_dir = settings.indextts_model_dir
+        missing = cls.missing_files(model_dir)
+        if missing:
+            raise EngineLoadError(
+                f"{cls.name}: the model dir {model_dir} lacks {', '.join(missing)}; "
+                + GET_WEIGHTS.format(dir=model_dir)
+            )
+
+    def __init__(self, settings: Settings) -> None:
+        self.preflight(settings)
+        self.settings = settings
+        self.model_dir = settings.indextts_model_dir
+        _stay_offline(self.model_dir)
+        try:
+            module = importlib.import_module(self.module_name)
+        except ImportError as exc:
+            raise EngineLoadError(
+                f"{self.name}: cannot import {self.module_name} ({exc}); install upstream "
+                f"index-tts at {UPSTREAM_COMMIT[:10]} (README, 'IndexTTS2')"
+            ) from exc
+        model_cls = module.IndexTTS2
+        self._torch = _optional_torch()
+        kwargs = self.constructor_kwargs(inspect.signature(model_cls).parameters, settings)
+        log.info("building %s.IndexTTS2 with %s", self.module_name, kwargs)
+        self.model = model_cls(**kwargs)
+        self._infer_params = set(inspect.signature(self.model.infer).parameters)
+        self.device = str(getattr(self.model, "device", settings.indextts_device or "auto"))
+        self.model_version = self._version()
+        voices_dir = settings.voices_dir or settings.data_dir / "voices"
+        self.voices = VoiceCache(
+            voices_dir,
+            settings.data_dir / "voice-cache",
+            max_files=settings.voice_cache_files,
+            make_default=_espeak_reference,
+        )
+
+    def constructor_kwargs(self, params: Any, settings: Settings) -> dict[str, Any]:
+        cfg = settings.indextts_cfg_path or self.model_dir / "config.yaml"
+        kwargs: dict[str, Any] = {"cfg_path": str(cfg), "model_dir": str(self.model_dir)}
+        precision = next((p for p in self.precision_args if p in params), None)
+        if precision is not None:
+            kwargs[precision] = settings.indextts_use_fp16
+        elif settings.indextts_use_fp16:
+            raise EngineLoadError(
+                f"{self.name}: the installed version has no half precision "
+                "switch; set INDEXTTS_USE_FP16=false"
+            )
+        if settings.indextts_device and "device" in params:
+            kwargs["device"] = settings.indextts_device
+        for arg, setting in self.switches.items():
+            value = getattr(settings, setting)
+            if value is None:
+                continue
+            if arg in params:
+                kwargs[arg] = value
+            elif value:
+                raise EngineLoadError(
+                    f"TTS_{setting.upper()}=true, but the installed {self.module_name} has no "
+                    f"`{arg}`; upgrade indextts (checked against {UPSTREAM_COMMIT[:10]}) "
+                    "or unset it"
+                )
+        if "aux_paths" in params:
+            kwargs["aux_paths"] = {k: str(self.model_dir / v) for k, v in self.aux_files.items()}
+        return kwargs
+
+    def _version(self) -> str:
+        dist = "?"
+        for name in ("indextts", "tts-webui.index-tts", "tts-webui-index-tts"):
+            with contextlib.suppress(metadata.PackageNotFoundError):
+                dist = f"{name} {metadata.version(name)}"
+                break
+        cfg = getattr(self.model, "cfg", None)
+        weights = getattr(cfg, "version", None) if cfg is not None else None
+        return f"{dist} ({self.module_name}); weights {weights or '?'} from {self.model_dir}"
+
+    def warmup(self) -> None:
+        self.synthesize(JobRequest(text="你好。", language="zh"))
+
+    # -- what it can do --------------------------------------------------------------------
+
+    def capabilities(self) -> EngineCapabilities:
+        p = self._infer_params
+        emotion = [
+            field
+            for field, arg in (
+                ("audio", "emo_audio_prompt"),
+                ("alpha", "emo_alpha"),
+                ("vector", "emo_vector"),
+                ("random", "use_random"),
+            )
+            if arg in p
+        ]
+        if "use_emo_text" in p and getattr(self.model, "qwen_emo", None) is not None:
+            emotion.append("text")
+        generation = list(SAMPLING)
+        generation += [a for a in ("interval_silence", "duration_factor") if a in p]
+        if self._segment_arg():
+            generation.append("max_text_tokens_per_segment")
+        return EngineCapabilities(
+            engine=self.name,
+            sample_rate=22050,
+            voices=self.voices.voice_ids(),
+            default_voice="default",
+            languages=self.languages,
+            emotion=sorted(emotion),
+            generation=sorted(generation),
+        )
+
+    def _segment_arg(self) -> str | None:
+        for arg in ("max_text_tokens_per_segment", "max_text_tokens_per_sentence"):
+            if arg in self._infer_params:
+                return arg
+        return None
+
+    # -- synthesis -----------------------------------------------------------------------
+
+    def infer_kwargs(self, request: JobRequest) -> dict[str, Any]:
+        """Exactly the controls the client sent, under upstream's names; nothing else."""
+        kwargs: dict[str, Any] = {}
+        emo = request.emotion
+        if emo is not None:
+            if emo.audio is not None:
+                kwargs["emo_audio_prompt"] = self.voices.path(emo.audio)
+            if emo.alpha is not None:
+                kwargs["emo_alpha"] = emo.alpha
+            if emo.vector is not None:
+                kwargs["emo_vector"] = emo.vector.as_list()
+            if emo.text is not None:
+                kwargs["use_emo_text"], kwargs["emo_text"] = True, emo.text
+            if emo.random is not None:
+                kwargs["use_random"] = emo.random
+        gen = request.generation
+        if gen is not None:
+            for field in gen.model_fields_set:
+                value = getattr(gen, field)
+                if value is None:
+                    continue
+                arg = self._segment_arg() if field == "max_text_tokens_per_segment" else field
+                kwargs[str(arg)] = value
+        return kwargs
+
+    def synthesize(self, request: JobRequest) -> SynthesisOutput:
+        speaker = self.voices.path(request.voice)
+        kwargs = self.infer_kwargs(request)
+        with self._inference_mode(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = self._infer(speaker, request, kwargs)
+            except Exception as exc:
+                raise self._classify(exc) from exc
+        if result is None:
+            raise EngineInputError("text: the model produced no audio for it")
+        sample_rate, wav = result
+        notes = []
+        if any("max_mel_tokens" in str(w.message) for w in caught):
+            limit = kwargs.get("max_mel_tokens", 1500)
+            notes.append(
+                f"truncated: generation stopped at max_mel_tokens ({limit}), so the audio may "
+                "end early; lower generation.max_text_tokens_per_segment or raise "
+                "generation.max_mel_tokens"
+            )
+        return SynthesisOutput(pcm16=to_pcm16(wav), sample_rate=int(sample_rate), warnings=notes)
+
+    def _infer(self, speaker: str, request: JobRequest, kwargs: dict[str, Any]) -> Any:
+        return self.model.infer(speaker, request.text, None, **kwargs)
+
+    def _inference_mode(self) -> contextlib.AbstractContextManager[Any]:
+        if self._torch is None:
+            return contextlib.nullcontext()
+        return self._torch.inference_mode()  # type: ignore[no-any-return]
+
+    def _classify(self, exc: Exception) -> Exception:
+        text = str(exc)
+        if type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in text:
+            if self._torch is not None and self._torch.cuda.is_available():
+                self._torch.cuda.empty_cache()
+            return TransientError(f"CUDA out of memory on {self.device}")
+        if "non-empty list of Tensors" in text:
+            return EngineInputError("text: nothing in it that the model can speak")
+        return exc
+
+    def memory_mb(self) -> float:
+        torch = self._torch
+        if torch is None or not torch.cuda.is_available():
+            return 0.0
+        return float(torch.cuda.memory_reserved()) / 2**20
+
+
+class IndexTTS25Engine(IndexTTS2Engine):
+    """IndexTTS-2.5: the same interface, plus a language and a duration factor."""
+
+    name = "index_tts2_5"
+    module_name = "indextts.infer_v2_5"
+    languages: ClassVar[list[str]] = ["zh", "en", "ja", "ar", "es"]
+    required_files: ClassVar[tuple[str, ...]] = ("config.yaml", "codec.pth")
+    aux_files: ClassVar[dict[str, str]] = {
+        "w2v_bert": "hf_cache/w2v-bert-2.0",
+        "campplus": "hf_cache/campplus_cn_common.bin",
+        "bigvgan": "hf_cache/bigvgan",
+    }
+    precision_args: ClassVar[tuple[str, ...]] = ("use_bf16",)
+
+    def _infer(self, speaker: str, request: JobRequest, kwargs: dict[str, Any]) -> Any:
+        lang = request.language or ("zh" if _CJK.search(request.text) else "en")
+        return self.model.infer(speaker, request.text, None, lang, **kwargs)
+
+
+def to_pcm16(wav: Any) -> bytes:
+    """Upstream returns int16 [T, 1]; the PyPI copy returns float in ±1. Both become PCM16."""
+    import numpy as np
+
+    arr = np.asarray(wav)
+    if arr.dtype.kind == "f":
+        arr = (np.clip(arr, -1.0, 1.0) * 32767.0).round()
+    return bytes(arr.astype("<i2").reshape(-1).tobytes())
+
+
+def _stay_offline(model_dir: Path) -> None:
+    """Nothing is fetched at start: the hub is told to stay offline, and versions that read the
+    hub cache are pointed at the model dir's."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_CACHE", str(model_dir / "hf_cache"))
+
+
+def _optional_torch() -> Any:
+    try:
+        import torch
+    except ImportError:  # only the test suite's fake upstream runs without torch
+        return None
+    return torch
+
+
+def _espeak_reference() -> bytes:
+    """A built-in default speaker reference, made with eSpeak NG (no audio ships in the repo)."""
+    from common.wav import encode_wav
+    from gpu_worker.engines.espeak import EspeakEngine
+
+    out = EspeakEngine().synthesize(
+        JobRequest(text="你好，欢迎收听。Hello, and welcome to the programme.")
+    )
+    return encode_wav(out.pcm16, out.sample_rate)
