@@ -1,0 +1,120 @@
+"""Direct engine calls against the same requests through the whole queue.
+
+    .venv/bin/python -m bench.engine_vs_queue                    # eSpeak on the CPU
+    TTS_BACKEND=index_tts2 INDEXTTS_MODEL_DIR=... .venv/bin/python -m bench.engine_vs_queue \
+        --generation '{"num_beams": 1}'                          # on a GPU machine
+
+Direct: the engine built in this process, `synthesize()` timed per request. Queue: a real stack
+(Redis, `ttsq api`, `ttsq worker`, `ttsq io`, S3 server, all on loopback) started by the test
+suite's harness; each request is submitted over HTTP and timed until the job is `succeeded`,
+one at a time (latency), then all at once (throughput). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common.schemas import JobRequest
+from common.settings import Settings
+from gpu_worker.engines import load_engine
+from tests.support.servers import RedisServer, S3Server
+from tests.support.stack import Stack
+
+LINES = [
+    "今天的会议改到下午三点。",
+    "Please keep your seatbelt fastened while the sign is on.",
+    "我们明天一早出发，路上大概需要两个小时。",
+    "The results will be published at the end of the week.",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def direct(requests: list[JobRequest]) -> dict[str, Any]:
+    engine = load_engine(Settings())
+    engine.warmup()
+    times, audio = [], 0.0
+    for request in requests:
+        started = time.perf_counter()
+        out = engine.synthesize(request)
+        times.append(time.perf_counter() - started)
+        audio += out.duration_s
+    return {
+        "engine": engine.name,
+        "device": engine.device,
+        "jobs": len(times),
+        "synth_s_median": statistics.median(times),
+        "synth_s_p95": pct(times, 0.95),
+        "audio_s": audio,
+        "rtf": sum(times) / audio,
+    }
+
+
+def through_queue(requests: list[JobRequest], backend: str) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="ttsq-bench-"))
+    redis = RedisServer(tmp / "redis").start()
+    s3 = S3Server().start()
+    env = {"TTS_BACKEND": backend}
+    stack = Stack(tmp, redis, s3, **env).start()
+    try:
+        latency, overhead = [], []
+        for request in requests:
+            body = request.model_dump(exclude_none=True, exclude_defaults=True)
+            started = time.perf_counter()
+            job = stack.submit(**body)
+            done = stack.wait_end(job["id"], timeout=600)
+            latency.append(time.perf_counter() - started)
+            overhead.append(latency[-1] - done["metrics"]["synth_s"])
+        started = time.perf_counter()
+        ids = [
+            stack.submit(**r.model_dump(exclude_none=True, exclude_defaults=True))["id"]
+            for r in requests
+        ]
+        for job_id in ids:
+            stack.wait_end(job_id, timeout=600)
+        batch_s = time.perf_counter() - started
+        return {
+            "jobs": len(requests),
+            "latency_s_median": statistics.median(latency),
+            "latency_s_p95": pct(latency, 0.95),
+            "overhead_s_median": statistics.median(overhead),
+            "overhead_s_p95": pct(overhead, 0.95),
+            "batch_jobs_per_s": len(ids) / batch_s,
+        }
+    finally:
+        stack.stop()
+        s3.stop()
+        redis.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=40)
+    parser.add_argument("--generation", default=None, help="JSON generation settings")
+    args = parser.parse_args()
+    generation = json.loads(args.generation) if args.generation else None
+    requests = [
+        JobRequest(text=LINES[i % len(LINES)], generation=generation) for i in range(args.jobs)
+    ]
+    backend = os.environ.get("TTS_BACKEND", "espeak")
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "direct": direct(requests),
+        "queue": through_queue(requests, backend),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
