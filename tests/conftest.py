@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,10 +36,19 @@ def stack(
 
 
 @pytest.fixture
-def own_stack(tmp_path: Path, s3_server: S3Server) -> Iterator[Stack]:
-    """A stack with its own Redis, for tests that kill or restart things."""
-    redis = RedisServer(tmp_path / "redis").start()
-    s = Stack(tmp_path, redis, s3_server)
-    yield s
-    s.stop()
-    redis.stop()
+def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    """Build a stack with its own Redis and S3 servers, for tests that kill or restart things."""
+    made: list[tuple[Stack, RedisServer, S3Server]] = []
+
+    def make(**overrides: str) -> Stack:
+        redis = RedisServer(tmp_path / "redis").start()
+        s3 = S3Server().start()
+        stack = Stack(tmp_path, redis, s3, **overrides)
+        made.append((stack, redis, s3))
+        return stack
+
+    yield make
+    for stack, redis, s3 in made:
+        stack.stop()
+        redis.stop()
+        s3.stop()

@@ -2,7 +2,7 @@
 
 `metadata.probe` names a ledger file under TTS_TEST_LEDGER_DIR; every call of `synthesize`
 appends a line to it, so a test can count how many times a job reached the engine.
-`metadata.script` picks a behaviour: `sleep:<s>`, `crash` (SIGKILL this process),
+`metadata.script` picks a behaviour: `sleep:<s>`, `sleep_once:<s>`, `crash` (SIGKILL this process),
 `crash_once` (only on the first call for this probe), `transient`, `transient_once`, `reject`.
 """
 
@@ -40,7 +40,7 @@ class ScriptedEngine(EspeakEngine):
                 f.write("call\n")
             calls = len(path.read_text().splitlines())
         script = request.metadata.get("script", "")
-        if script.startswith("sleep:"):
+        if script.startswith("sleep:") or (script.startswith("sleep_once:") and calls <= 1):
             time.sleep(float(script.split(":", 1)[1]))
         elif script == "crash" or (script == "crash_once" and calls <= 1):
             os.kill(os.getpid(), signal.SIGKILL)

@@ -70,6 +70,14 @@ class Stack:
         self.api = Piece("api", env, logs / "api.log")
         self.worker = Piece("worker", env, logs / "worker.log")
         self.io = Piece("io", env, logs / "io.log")
+        self.extra_workers: list[Piece] = []
+
+    def add_worker(self) -> Piece:
+        """Another synthesis worker on the same queue (a second GPU machine)."""
+        n = len(self.extra_workers) + 2
+        piece = Piece("worker", self.env, self.tmp / "logs" / f"worker{n}.log").start()
+        self.extra_workers.append(piece)
+        return piece
 
     @property
     def url(self) -> str:
@@ -92,7 +100,7 @@ class Stack:
         wait_for(ready, timeout, "the stack to be ready", every=0.2)
 
     def stop(self) -> None:
-        for piece in (self.api, self.worker, self.io):
+        for piece in (self.api, self.worker, self.io, *self.extra_workers):
             piece.stop()
 
     def logs(self) -> str:

@@ -1,0 +1,202 @@
+"""Each fault injected for real, on loopback, bounded in time: no accepted job is lost.
+
+A real SIGKILL, a real Redis restart, a real storage outage, a real SIGTERM. Each test builds
+its own stack (own Redis, own S3 server) because it breaks things.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.support.engines import calls
+from tests.support.servers import wait_for
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+MakeStack = Callable[..., Stack]
+
+
+def probe() -> str:
+    return uuid.uuid4().hex
+
+
+def objects_for(stack: Stack, job_id: str) -> list[str]:
+    return [key for key in stack.s3.objects() if job_id in key]  # type: ignore[union-attr]
+
+
+def wait_engine_ready(stack: Stack, workers: int = 1) -> None:
+    def ready() -> bool:
+        try:
+            info = httpx.get(f"{stack.url}/v1/engine", headers=stack.headers(), timeout=2).json()
+        except httpx.HTTPError:
+            return False
+        return sum(1 for w in info["workers"] if w["ready"]) >= workers
+
+    wait_for(ready, 60, f"{workers} ready synthesis worker(s)", every=0.2)
+
+
+def test_worker_sigkilled_mid_job_runs_it_again_and_it_succeeds_once(make_stack: MakeStack) -> None:
+    stack = make_stack().start()
+    p = probe()
+    job = stack.submit(text="survive a crash", metadata={"probe": p, "script": "sleep_once:4"})
+    wait_for(lambda: calls(stack.ledger, p) == 1, 20, "the engine to start the job")
+    stack.worker.kill()  # SIGKILL to the whole worker: parent and its prefork child
+    stack.worker.start()
+    done = stack.wait_end(job["id"], timeout=60)
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 2 and calls(stack.ledger, p) == 2
+    assert objects_for(stack, job["id"]) == [f"audio/{job['id']}.wav"]
+    time.sleep(2)  # a late duplicate delivery would show up here
+    assert stack.get(job["id"])["status"] == "succeeded" and calls(stack.ledger, p) == 2
+
+
+def test_worker_killed_after_synthesis_before_upload_loses_no_audio(make_stack: MakeStack) -> None:
+    stack = make_stack()
+    stack.api.start()
+    stack.worker.start()  # no I/O worker yet: the audio waits in the hand-off
+    wait_engine_ready(stack)
+    p = probe()
+    job = stack.submit(text="made once", metadata={"probe": p})
+    stack.wait_status(job["id"], "running", stage="uploading")
+    stack.worker.kill()
+    stack.io.start()
+    done = stack.wait_end(job["id"], timeout=30)
+    assert done["status"] == "succeeded" and done["attempts"] == 1
+    assert calls(stack.ledger, p) == 1  # not synthesised again: the audio survived the worker
+    assert objects_for(stack, job["id"]) == [f"audio/{job['id']}.wav"]
+
+
+def test_io_worker_killed_mid_upload_during_an_outage_still_delivers(make_stack: MakeStack) -> None:
+    stack = make_stack(TTS_UPLOAD_MAX_ATTEMPTS="100").start()
+    stack.s3.stop()  # type: ignore[union-attr]
+    p = probe()
+    job = stack.submit(text="upload me", metadata={"probe": p})
+    stack.wait_status(job["id"], "running", stage="uploading")
+    time.sleep(1.5)  # a few failed attempts, the next one waiting in the killed worker
+    stack.io.kill()
+    stack.s3.start()  # type: ignore[union-attr]
+    stack.io.start()
+    done = stack.wait_end(job["id"], timeout=40)
+    assert done["status"] == "succeeded" and calls(stack.ledger, p) == 1
+    assert objects_for(stack, job["id"]) == [f"audio/{job['id']}.wav"]
+
+
+def test_redis_restart_keeps_queued_and_running_jobs_and_everyone_reconnects(
+    make_stack: MakeStack,
+) -> None:
+    # A heartbeat TTL longer than the outage: the running job keeps its worker throughout.
+    stack = make_stack(TTS_HEARTBEAT_TTL_S="15").start()
+    running_probe = probe()
+    running = stack.submit(text="running", metadata={"probe": running_probe, "script": "sleep:2"})
+    stack.wait_status(running["id"], "running")
+    queued = {
+        stack.submit(text=f"queued {i}", metadata={"probe": probe()})["id"]: None for i in range(5)
+    }
+    stack.redis.restart(down_s=1.0)  # SIGTERM, then a new server on the same port and data
+    for job_id in [running["id"], *queued]:
+        done = stack.wait_end(job_id, timeout=60)
+        assert done["status"] == "succeeded", done
+        assert calls(stack.ledger, done["input"]["metadata"]["probe"]) == 1
+    after = stack.submit(text="after the restart")  # the API reconnected by itself
+    assert stack.wait_end(after["id"])["status"] == "succeeded"
+
+
+def test_storage_outage_is_retried_with_backoff_until_storage_returns(
+    make_stack: MakeStack,
+) -> None:
+    stack = make_stack(TTS_UPLOAD_MAX_ATTEMPTS="100").start()
+    stack.s3.stop()  # type: ignore[union-attr]
+    p = probe()
+    job = stack.submit(text="patience", metadata={"probe": p})
+    stack.wait_status(job["id"], "running", stage="uploading")
+    time.sleep(3)
+    assert stack.get(job["id"])["status"] == "running"
+    stack.s3.start()  # type: ignore[union-attr]
+    done = stack.wait_end(job["id"], timeout=30)
+    assert done["status"] == "succeeded" and calls(stack.ledger, p) == 1
+    assert httpx.get(done["audio"]["url"]).content[:4] == b"RIFF"
+    io_log = (stack.tmp / "logs" / "io.log").read_text()
+    assert "retry in" in io_log
+
+
+def test_storage_down_past_the_limit_fails_the_job_with_a_clear_error(
+    make_stack: MakeStack,
+) -> None:
+    stack = make_stack(TTS_UPLOAD_MAX_ATTEMPTS="3").start()
+    stack.s3.stop()  # type: ignore[union-attr]
+    done = stack.wait_end(stack.submit(text="no storage")["id"], timeout=30)
+    assert done["status"] == "failed"
+    assert done["error"] == {
+        "code": "storage_unavailable",
+        "message": "storage did not accept the audio after 3 attempts",
+    }
+
+
+def test_a_poison_job_fails_after_bounded_attempts_and_the_worker_carries_on(
+    make_stack: MakeStack,
+) -> None:
+    stack = make_stack().start()
+    p = probe()
+    poison = stack.submit(text="poison", metadata={"probe": p, "script": "crash"})
+    done = stack.wait_end(poison["id"], timeout=90)
+    assert done["status"] == "failed" and done["error"]["code"] == "attempts_exhausted"
+    assert calls(stack.ledger, p) == 3  # TTS_MAX_ATTEMPTS, then never again
+    wait_engine_ready(stack)
+    assert stack.wait_end(stack.submit(text="next")["id"])["status"] == "succeeded"
+    time.sleep(2)
+    assert calls(stack.ledger, p) == 3
+
+
+def test_a_job_longer_than_the_visibility_timeout_is_not_run_twice(make_stack: MakeStack) -> None:
+    stack = make_stack(TTS_VISIBILITY_TIMEOUT_S="2").start()
+    stack.add_worker()  # an idle second worker that receives the redelivered message
+    wait_engine_ready(stack, workers=2)
+    p = probe()
+    job = stack.submit(text="slow line", metadata={"probe": p, "script": "sleep:6"})
+    done = stack.wait_end(job["id"], timeout=40)
+    assert done["status"] == "succeeded" and done["attempts"] == 1
+    assert calls(stack.ledger, p) == 1
+    logs = "".join(path.read_text() for path in (stack.tmp / "logs").glob("worker*.log"))
+    assert f"[job {job['id']}] skipped" in logs  # the redelivery happened, and was refused
+
+
+def test_sigterm_lets_the_job_in_hand_finish_and_leaves_the_queue_intact(
+    make_stack: MakeStack,
+) -> None:
+    stack = make_stack().start()
+    first_probe, second_probe = probe(), probe()
+    first = stack.submit(text="finish me", metadata={"probe": first_probe, "script": "sleep:2"})
+    stack.wait_status(first["id"], "running")
+    second = stack.submit(text="after restart", metadata={"probe": second_probe})
+    assert stack.worker.proc is not None
+    stack.worker.proc.send_signal(signal.SIGTERM)  # what supervisor and systemd send
+    stack.worker.proc.wait(30)
+    assert stack.wait_end(first["id"])["status"] == "succeeded"
+    assert stack.get(second["id"])["status"] == "queued"
+    stack.worker.start()
+    assert stack.wait_end(second["id"], timeout=30)["status"] == "succeeded"
+    assert calls(stack.ledger, first_probe) == 1 and calls(stack.ledger, second_probe) == 1
+
+
+def test_jobs_and_audio_expire_after_the_ttl_and_nothing_else_goes(make_stack: MakeStack) -> None:
+    stack = make_stack(TTS_JOB_TTL_S="4").start()
+    old = stack.wait_end(stack.submit(text="old")["id"])
+    time.sleep(2.5)
+    new = stack.wait_end(stack.submit(text="new")["id"])
+
+    def gone() -> bool:
+        r = httpx.get(old["urls"]["self"], headers=stack.headers())
+        return r.status_code == 404
+
+    wait_for(gone, 10, "the old job to expire")
+    assert objects_for(stack, old["id"]) == []
+    assert stack.get(new["id"])["status"] == "succeeded"
+    assert objects_for(stack, new["id"]) == [f"audio/{new['id']}.wav"]
+    listed = httpx.get(f"{stack.url}/v1/jobs", headers=stack.headers()).json()["data"]
+    assert [j["id"] for j in listed] == [new["id"]]
