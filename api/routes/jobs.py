@@ -7,7 +7,7 @@ import re
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -28,14 +28,10 @@ from common.schemas import (
 router = APIRouter(tags=["jobs"])
 
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+JobIdParam = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="32 lowercase hex characters")]
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorEnvelope} for code in (400, 401, 404, 409, 413, 415, 422, 503)
 }
-
-
-def _check_id(job_id: str) -> None:
-    if not re.fullmatch(JOB_ID_PATTERN, job_id):
-        raise Unprocessable("job id: must be 32 lowercase hex characters", code="invalid_job_id")
 
 
 def _prefer_wait(prefer: str | None, limit: float) -> float | None:
@@ -134,8 +130,7 @@ async def list_jobs(
 @router.get(
     "/v1/jobs/{job_id}", response_model=JobResource, responses=_ERRORS, summary="Read a job"
 )
-async def get_job(job_id: str, svc: Svc, owner: Owner) -> JobResource:
-    _check_id(job_id)
+async def get_job(job_id: JobIdParam, svc: Svc, owner: Owner) -> JobResource:
     job = await run_in_threadpool(svc.store.get_owned, job_id, owner)
     return await _resource(svc, job)
 
@@ -146,8 +141,7 @@ async def get_job(job_id: str, svc: Svc, owner: Owner) -> JobResource:
     responses=_ERRORS,
     summary="Cancel a queued or running job",
 )
-async def cancel_job(job_id: str, svc: Svc, owner: Owner) -> JobResource:
-    _check_id(job_id)
+async def cancel_job(job_id: JobIdParam, svc: Svc, owner: Owner) -> JobResource:
     job = await run_in_threadpool(svc.store.cancel, job_id, owner)
     return await _resource(svc, job)
 
@@ -155,11 +149,11 @@ async def cancel_job(job_id: str, svc: Svc, owner: Owner) -> JobResource:
 @router.get(
     "/v1/jobs/{job_id}/audio",
     status_code=307,
-    responses=_ERRORS,
+    response_class=RedirectResponse,
+    responses={**_ERRORS, 307: {"description": "Redirect to the audio's (presigned) URL"}},
     summary="Redirect to the job's audio",
 )
-async def job_audio(job_id: str, svc: Svc, owner: Owner) -> RedirectResponse:
-    _check_id(job_id)
+async def job_audio(job_id: JobIdParam, svc: Svc, owner: Owner) -> RedirectResponse:
     job = await run_in_threadpool(svc.store.get_owned, job_id, owner)
     if job.status != JobStatus.succeeded or job.audio is None:
         raise Conflict(f"job {job_id} has no audio (status {job.status})", code="audio_not_ready")
