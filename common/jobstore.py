@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 from redis.client import Pipeline
@@ -72,11 +72,11 @@ class JobStore:
         return job
 
     def queue_position(self, job_id: str) -> int | None:
-        rank = self.redis.zrank(keys.QUEUED, job_id)
+        rank = cast(int | None, self.redis.zrank(keys.QUEUED, job_id))
         return int(rank) if rank is not None else None
 
     def queue_depth(self) -> int:
-        return int(self.redis.zcard(keys.QUEUED))
+        return self.redis.zcard(keys.QUEUED)
 
     def list_owned(
         self, owner: str, *, status: JobStatus | None, before: float | None, limit: int
@@ -85,8 +85,11 @@ class JobStore:
         found: list[JobRecord] = []
         top: str = f"({before}" if before is not None else "+inf"
         while len(found) < limit:
-            batch = self.redis.zrevrangebyscore(
-                keys.owner_jobs(owner), top, "-inf", start=0, num=limit * 2, withscores=True
+            batch = cast(
+                list[tuple[bytes, float]],
+                self.redis.zrevrangebyscore(
+                    keys.owner_jobs(owner), top, "-inf", start=0, num=limit * 2, withscores=True
+                ),
             )
             if not batch:
                 return found, None
@@ -145,7 +148,7 @@ class JobStore:
             return ClaimResult.run
 
         result, job = self._change(job_id, change)
-        return Claim(result if job else ClaimResult.skip, job)
+        return Claim(result if job and result else ClaimResult.skip, job)
 
     def mark_synthesized(
         self,
@@ -186,8 +189,7 @@ class JobStore:
         return job if ok else None
 
     def handoff_audio(self, job_id: str) -> bytes | None:
-        data = self.redis.get(keys.job_audio_handoff(job_id))
-        return bytes(data) if data is not None else None
+        return cast(bytes | None, self.redis.get(keys.job_audio_handoff(job_id)))
 
     def mark_succeeded(self, job_id: str, audio: AudioInfo) -> bool:
         def change(job: JobRecord, pipe: Pipeline) -> bool:
@@ -286,7 +288,7 @@ class JobStore:
 
         def txn(pipe: Pipeline) -> None:
             out.clear()
-            raw = pipe.get(key)
+            raw = cast(bytes | None, pipe.get(key))
             if raw is None:
                 out.append((None, None))
                 return
@@ -302,5 +304,5 @@ class JobStore:
         return out[0]
 
 
-def _ids(raw: list[bytes]) -> list[str]:
+def _ids(raw: Any) -> list[str]:
     return [item.decode() for item in raw]

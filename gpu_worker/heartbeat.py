@@ -24,7 +24,7 @@ class Heartbeat(threading.Thread):
         *,
         interval_s: float,
         ttl_s: float,
-        also: Callable[[], None] | None = None,
+        also: Callable[[], object] | None = None,
         also_every_s: float = 5.0,
     ) -> None:
         super().__init__(name="ttsq-heartbeat", daemon=True)
