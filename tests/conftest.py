@@ -6,7 +6,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
+from common.jobstore import JobStore
 from tests.support.servers import RedisServer, S3Server
 from tests.support.stack import Stack
 
@@ -16,6 +18,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def store(redis_server: RedisServer) -> Iterator[JobStore]:
+    """A job store on an empty database of the session's Redis (db 9, no stack uses it)."""
+    client = redis.Redis.from_url(redis_server.url.removesuffix("/0") + "/9")
+    client.flushdb()
+    yield JobStore(client, job_ttl_s=60)
+    client.flushdb()
 
 
 @pytest.fixture(scope="session")
@@ -41,14 +52,14 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     made: list[tuple[Stack, RedisServer, S3Server]] = []
 
     def make(**overrides: str) -> Stack:
-        redis = RedisServer(tmp_path / "redis").start()
+        own_redis = RedisServer(tmp_path / "redis").start()
         s3 = S3Server().start()
-        stack = Stack(tmp_path, redis, s3, **overrides)
-        made.append((stack, redis, s3))
+        stack = Stack(tmp_path, own_redis, s3, **overrides)
+        made.append((stack, own_redis, s3))
         return stack
 
     yield make
-    for stack, redis, s3 in made:
+    for stack, redis_server, s3 in made:
         stack.stop()
-        redis.stop()
+        redis_server.stop()
         s3.stop()

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import redis
 
 from common.errors import Conflict
 from common.jobstore import ClaimResult, JobStore
 from common.schemas import JobRequest, JobStatus, Stage
-from tests.support.servers import RedisServer
 
 WAV = b"RIFF....WAVEfmt "
-
-
-@pytest.fixture
-def store(redis_server: RedisServer) -> Iterator[JobStore]:
-    client = redis.Redis.from_url(redis_server.url.replace("/0", "/9"))
-    client.flushdb()
-    yield JobStore(client, job_ttl_s=60)
-    client.flushdb()
 
 
 def alive(_: str) -> bool:

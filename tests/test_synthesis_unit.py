@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-import redis
-
 from common.errors import EngineInputError, StorageUnavailable, TransientError
 from common.jobstore import JobStore
 from common.schemas import EngineCapabilities, JobRequest, JobStatus, Stage
 from gpu_worker.engines.base import SynthesisOutput
 from gpu_worker.synthesis import Next, run_synthesis
 from gpu_worker.upload import run_upload
-from tests.support.servers import RedisServer
 
 
 class FakeEngine:
@@ -56,14 +50,6 @@ class FakeStorage:
         return key
 
     def check_writable(self) -> None: ...
-
-
-@pytest.fixture
-def store(redis_server: RedisServer) -> Iterator[JobStore]:
-    client = redis.Redis.from_url(redis_server.url.replace("/0", "/8"))
-    client.flushdb()
-    yield JobStore(client, job_ttl_s=60)
-    client.flushdb()
 
 
 def synth(store: JobStore, job_id: str, engine: FakeEngine, max_attempts: int = 3) -> Next:

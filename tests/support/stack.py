@@ -126,7 +126,9 @@ class Stack:
         assert r.status_code == 200, r.text
         return dict(r.json())
 
-    def wait_end(self, job_id: str, timeout: float = 30, owner: str = "alice") -> dict[str, Any]:
+    def wait_end(
+        self, job_id: str, timeout: float = 30, owner: str = "alice", every: float = 0.1
+    ) -> dict[str, Any]:
         def ended() -> dict[str, Any] | None:
             try:
                 job = self.get(job_id, owner)
@@ -135,7 +137,7 @@ class Stack:
             return job if job["status"] in TERMINAL else None
 
         try:
-            return dict(wait_for(ended, timeout, f"job {job_id} to end", every=0.1))
+            return dict(wait_for(ended, timeout, f"job {job_id} to end", every=every))
         except AssertionError:
             raise AssertionError(
                 f"job {job_id} did not end: {self.get(job_id, owner)}\n{self.logs()}"
