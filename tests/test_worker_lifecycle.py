@@ -6,19 +6,16 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
+import redis
 
+from common import keys
+from common.schemas import JobRecord
 from tests.support.engines import calls
 from tests.support.servers import RedisServer, S3Server
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
-
-
-def synth_pids(stack: Stack) -> set[int]:
-    workers = httpx.get(f"{stack.url}/v1/engine", headers=stack.headers()).json()["workers"]
-    return {w["pid"] for w in workers}
 
 
 @pytest.mark.parametrize(
@@ -33,18 +30,16 @@ def test_recycled_process_finishes_each_job_exactly_once(
     tmp_path: Path, redis_server: RedisServer, s3_server: S3Server, overrides: dict[str, str]
 ) -> None:
     stack = Stack(tmp_path, redis_server, s3_server, db=2, **overrides).start()
+    store = redis.Redis.from_url(stack.env["TTS_REDIS_URL"])
     try:
-        pids = set()
-        probes = []
+        runners, probes = set(), []
         for i in range(3):
             probes.append(uuid.uuid4().hex)
-            done = stack.wait_end(
-                stack.submit(text=f"line {i}", metadata={"probe": probes[-1]})["id"]
-            )
+            job = stack.submit(text=f"line {i}", metadata={"probe": probes[-1]})
+            done = stack.wait_end(job["id"])
             assert done["status"] == "succeeded" and done["attempts"] == 1
-            stack.wait_ready()
-            pids |= synth_pids(stack)
-        assert len(pids) >= 3  # a fresh process (with a fresh engine) for every job
+            runners.add(JobRecord.model_validate_json(store.get(keys.job(job["id"]))).worker)
+        assert len(runners) == 3  # a fresh process (with a fresh engine) for every job
         assert [calls(stack.ledger, p) for p in probes] == [1, 1, 1]
         log = (tmp_path / "logs" / "worker.log").read_text()
         assert "WorkerLostError" not in log
