@@ -75,16 +75,6 @@ class Unprocessable(ApiError):
     http_status = 422
 
 
-class PayloadTooLarge(ApiError):
-    code = "payload_too_large"
-    http_status = 413
-
-
-class UnsupportedMediaType(ApiError):
-    code = "unsupported_media_type"
-    http_status = 415
-
-
 class ServiceUnavailable(ApiError):
     code = "service_unavailable"
     http_status = 503

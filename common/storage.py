@@ -30,7 +30,6 @@ def audio_key(job_id: str, fmt: str = "wav") -> str:
 class Storage(Protocol):
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
     def delete(self, key: str) -> None: ...
-    def exists(self, key: str) -> bool: ...
     def url(self, key: str, ttl_s: int) -> str: ...
     def check_writable(self) -> None: ...
 
@@ -63,9 +62,6 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
-
-    def exists(self, key: str) -> bool:
-        return self.path(key).is_file()
 
     def signature(self, key: str, expires: int) -> str:
         msg = f"{key}\n{expires}".encode()
@@ -137,17 +133,6 @@ class S3Storage:
 
     def delete(self, key: str) -> None:
         self._call("delete", self.client.delete_object, Key=key)
-
-    def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
-                return False
-            raise StorageUnavailable("storage lookup failed") from exc
 
     def url(self, key: str, ttl_s: int) -> str:
         return str(

@@ -43,9 +43,6 @@ class FakeStorage:
     def delete(self, key: str) -> None:
         self.objects.pop(key, None)
 
-    def exists(self, key: str) -> bool:
-        return key in self.objects
-
     def url(self, key: str, ttl_s: int) -> str:
         return key
 
