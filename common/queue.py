@@ -24,9 +24,9 @@ from common.settings import Settings
 def redis_url(settings: Settings) -> str:
     if settings.redis_url:
         return settings.redis_url
-    from common.embedded_redis import default_url
+    from common import embedded_redis
 
-    return default_url(settings)
+    return embedded_redis.url()
 
 
 def connect_redis(settings: Settings) -> redis.Redis:

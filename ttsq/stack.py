@@ -47,7 +47,7 @@ def run_stack(settings: Settings) -> int:
             return 1
         redis_dir = settings.data_dir / "redis"
         procs["redis"] = embedded_redis.start(redis_dir, port, log_file=redis_dir / "redis.log")
-        env["TTS_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        env["TTS_REDIS_URL"] = embedded_redis.url(port)
     for piece in ("api", "worker", "io", "flower"):
         procs[piece] = subprocess.Popen([sys.executable, "-m", "ttsq.cli", piece], env=env)
 

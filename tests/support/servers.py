@@ -49,7 +49,7 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return embedded_redis.url(self.port)
 
     def start(self) -> RedisServer:
         self.proc = embedded_redis.start(self.data_dir, self.port)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -166,5 +165,4 @@ def wav_ok(data: bytes) -> float:
         rate = w.getframerate()
     samples = array("h", frames)
     assert samples and max(abs(s) for s in samples) > 1000, "audio is silent"
-    time.sleep(0)
     return len(samples) / rate
