@@ -31,14 +31,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine_view=EngineView(client),
         api_keys=settings.parsed_api_keys(),
     )
+    public = settings.public_docs
     app = FastAPI(
         title="ttsq",
         version="0.1.0",
         summary="Text-to-speech jobs: submit, then poll, wait, or (later) get a webhook.",
+        openapi_url="/openapi.json" if public else None,
+        docs_url="/docs" if public else None,
+        redoc_url="/redoc" if public else None,
     )
     app.state.services = services
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)
     app.include_router(system.router)
+    if not public:
+        app.include_router(system.keyed_openapi)
     app.include_router(jobs.router)
     return app

@@ -52,7 +52,7 @@ def describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:
         return 400, "invalid_json", "the body is not valid JSON"
     messages = []
     for e in errors[:5]:
-        kind, msg = e.get("type", ""), e.get("msg", "invalid")
+        kind, msg = e.get("type", ""), e.get("msg", "invalid").removeprefix("Value error, ")
         if kind == "extra_forbidden":
             msg = "unknown field"
         elif kind == "missing":
@@ -75,6 +75,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            return envelope(400, "invalid_json", "the body is not valid JSON: it is not UTF-8")
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return envelope(exc.status_code, code, message, dict(exc.headers or {}) or None)

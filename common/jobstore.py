@@ -7,6 +7,7 @@ a crash never leaves a job half-moved. Times come from an injected clock.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from common.errors import Conflict, NotFound
 from common.schemas import AudioInfo, ErrorInfo, JobRecord, JobRequest, JobStatus, Stage
 
 Clock = Callable[[], datetime]
+#: A position in an owner's listing: the last (creation score, job id) a page returned.
+Cursor = tuple[float, str]
 T = TypeVar("T")
 
 
@@ -67,7 +70,8 @@ class JobStore:
     def get_owned(self, job_id: str, owner: str) -> JobRecord:
         """The job if `owner` made it; another owner's job is indistinguishable from none."""
         job = self.get(job_id)
-        if job is None or not secrets.compare_digest(job.owner, owner):
+        # Bytes: compare_digest refuses str beyond ASCII, and owner names may be any Unicode.
+        if job is None or not hmac.compare_digest(job.owner.encode(), owner.encode()):
             raise NotFound(f"no job with id {job_id}", code="job_not_found")
         return job
 
@@ -79,28 +83,39 @@ class JobStore:
         return self.redis.zcard(keys.QUEUED)
 
     def list_owned(
-        self, owner: str, *, status: JobStatus | None, before: float | None, limit: int
-    ) -> tuple[list[JobRecord], float | None]:
-        """Newest first, from just before the score `before`; returns the page and next cursor."""
+        self, owner: str, *, status: JobStatus | None, after: Cursor | None, limit: int
+    ) -> tuple[list[JobRecord], Cursor | None]:
+        """Newest first, from just after `after`; returns the page and the next cursor.
+
+        Jobs are ordered by (creation score, id), both descending, as Redis orders equal scores;
+        the cursor is the last pair returned, so jobs that share a creation time are neither
+        skipped nor repeated.
+        """
+        key = keys.owner_jobs(owner)
         found: list[JobRecord] = []
-        top: str = f"({before}" if before is not None else "+inf"
-        while len(found) < limit:
+        cursor = after
+        while True:
+            top: float | str = "+inf"
+            skip = 0
+            if cursor is not None:
+                top, last_id = cursor
+                ties = cast(list[bytes], self.redis.zrangebyscore(key, top, top))
+                skip = sum(1 for member in ties if member.decode() >= last_id)
             batch = cast(
                 list[tuple[bytes, float]],
                 self.redis.zrevrangebyscore(
-                    keys.owner_jobs(owner), top, "-inf", start=0, num=limit * 2, withscores=True
+                    key, top, "-inf", start=skip, num=limit * 2, withscores=True
                 ),
             )
             if not batch:
                 return found, None
-            for job_id, score in batch:
-                top = f"({score}"
-                job = self.get(job_id.decode())
+            for member, score in batch:
+                cursor = (score, member.decode())
+                job = self.get(cursor[1])
                 if job is not None and (status is None or job.status == status):
                     found.append(job)
                     if len(found) == limit:
-                        return found, score
-        return found, None
+                        return found, cursor
 
     # -- changes -----------------------------------------------------------------------
 

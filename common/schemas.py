@@ -167,6 +167,9 @@ class JobRecord(BaseModel):
     attempts: int = 0
     #: The worker instance holding it while running.
     worker: str | None = None
+    #: While uploading: the upload in flight renews this before it passes; the sweeper sends
+    #: the upload again only after it has passed (so a slow attempt is never doubled).
+    lease_until: datetime | None = None
     audio: AudioInfo | None = None
     metrics: Metrics = Field(default_factory=Metrics)
     error: ErrorInfo | None = None
@@ -199,7 +202,15 @@ class JobResource(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     expires_at: datetime | None
-    queue_position: int | None = Field(description="0 is next; only while queued", default=None)
+    queue_position: int | None = Field(
+        default=None,
+        description="Only while queued: how many queued jobs were accepted before this one "
+        "(0: none). Workers take jobs in the order their messages were sent, which is the order "
+        "of acceptance, except for a job put back in the queue (its worker died, or the engine "
+        "failed transiently): it keeps its place here, by acceptance time, while its new "
+        "message goes to the back of the queue, possibly after a delay, so it can start later "
+        "than its position says.",
+    )
     attempts: int
     input: JobRequest
     urls: JobUrls

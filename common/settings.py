@@ -44,6 +44,17 @@ class Settings(BaseSettings):
     max_wait_s: float = Field(default=60.0, ge=0, le=60)
     #: How long `POST /synthesize` holds the request before answering like `Prefer: wait`.
     synthesize_wait_s: float = Field(default=60.0, ge=0, le=600)
+    #: Serve `/docs`, `/redoc` and `/openapi.json` to anyone. Off: `/openapi.json` needs a key
+    #: like every route, and the two browser pages (which cannot send one) are not served.
+    public_docs: bool = False
+    #: Slow clients: a connection must deliver a request's headers this long after it starts
+    #: waiting for one, and its body this long after the headers; else it is closed.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    #: Open connections at most; beyond it the one waiting longest for its headers is closed
+    #: (or, when every one is mid-request, the new one gets a 503). Keep it below the open-file
+    #: limit, which `ttsq api` raises toward the hard limit to fit it.
+    max_connections: int = Field(default=1000, ge=1)
 
     # -- Queue ---------------------------------------------------------------------------
     #: Unset: `ttsq up` starts an embedded Redis under the data dir.

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from typing import Annotated
 
+import redis
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import RedirectResponse
+from kombu.exceptions import KombuError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Owner, Svc
 from api.resources import job_resource
-from common.errors import Conflict, Unprocessable
+from api.text import check_text
+from common.errors import Conflict
 from common.queue import publish_synthesis
 from common.schemas import (
     JOB_ID_PATTERN,
@@ -25,9 +29,14 @@ from common.schemas import (
     JobStatus,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
+#: What a Redis or broker outage raises; after the job is stored these never reach the client.
+OUTAGE = (redis.RedisError, KombuError, OSError)
 
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+#: A listing cursor: the last job's creation score and id, which together never tie.
+CURSOR_PATTERN = r"^\d{1,12}(\.\d{1,12})?_[0-9a-f]{32}$"
 JobIdParam = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="32 lowercase hex characters")]
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorEnvelope} for code in (400, 401, 404, 409, 413, 415, 422, 503)
@@ -47,33 +56,54 @@ async def _resource(svc: Svc, job: JobRecord) -> JobResource:
 
 
 async def _wait_for_end(svc: Svc, job: JobRecord, wait_s: float) -> JobRecord:
-    """Poll the store until the job ends or `wait_s` passes (0.05 s, backing off to 0.5 s)."""
+    """Poll the store until the job ends or `wait_s` passes (0.05 s, backing off to 0.5 s).
+
+    The job is already accepted: an outage while waiting ends the wait, never the answer.
+    """
     deadline, pause = time.monotonic() + wait_s, 0.05
     while not job.status.terminal and time.monotonic() < deadline:
         await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 1.5, 0.5)
-        job = await run_in_threadpool(svc.store.get_owned, job.id, job.owner)
+        try:
+            job = await run_in_threadpool(svc.store.get_owned, job.id, job.owner)
+        except OUTAGE as exc:
+            log.warning("[job %s] wait ended early: %s", job.id, type(exc).__name__)
+            break
     return job
+
+
+async def _publish(svc: Svc, job: JobRecord) -> None:
+    """Send the job's message. On an outage the job stays in the outbox (`UNPUBLISHED`), which
+    the sweeper publishes: the job is accepted either way, so the client gets its 202."""
+    try:
+        await run_in_threadpool(publish_synthesis, svc.celery, job.id)
+        await run_in_threadpool(svc.store.mark_published, job.id)
+    except OUTAGE as exc:
+        log.warning(
+            "[job %s] stored but not published (%s): the sweeper will publish it",
+            job.id,
+            type(exc).__name__,
+        )
 
 
 async def _submit(
     svc: Svc, owner: str, body: JobRequest, wait_s: float | None, response: Response
 ) -> JobResource:
-    if len(body.text) > svc.settings.max_text_chars:
-        raise Unprocessable(
-            f"text: {len(body.text)} characters, the limit is {svc.settings.max_text_chars}",
-            code="text_too_long",
-        )
+    check_text(body.text, max_chars=svc.settings.max_text_chars)
     await run_in_threadpool(svc.engine_view.check, body)
+    # An error up to here answers 4xx/5xx with nothing stored; from here on the job is accepted.
     job = await run_in_threadpool(svc.store.create, owner, body)
-    await run_in_threadpool(publish_synthesis, svc.celery, job.id)
-    await run_in_threadpool(svc.store.mark_published, job.id)
+    await _publish(svc, job)
     if wait_s:
         response.headers["Preference-Applied"] = f"wait={wait_s:g}"
         job = await _wait_for_end(svc, job, wait_s)
     response.status_code = 200 if job.status.terminal else 202
     response.headers["Location"] = f"{svc.settings.base_url}/v1/jobs/{job.id}"
-    return await _resource(svc, job)
+    try:
+        position = await run_in_threadpool(svc.store.queue_position, job.id)
+    except OUTAGE:
+        position = None
+    return job_resource(job, settings=svc.settings, storage=svc.storage, queue_position=position)
 
 
 @router.post(
@@ -117,14 +147,24 @@ async def list_jobs(
     owner: Owner,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(pattern=r"^\d+(\.\d+)?$", max_length=32)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=CURSOR_PATTERN,
+            max_length=64,
+            description="`next_cursor` of the previous page",
+        ),
+    ] = None,
 ) -> JobList:
-    before = float(cursor) if cursor else None
-    jobs, next_score = await run_in_threadpool(
-        svc.store.list_owned, owner, status=status, before=before, limit=limit
+    after = None
+    if cursor:
+        score, _, job_id = cursor.partition("_")
+        after = (float(score), job_id)
+    jobs, last = await run_in_threadpool(
+        svc.store.list_owned, owner, status=status, after=after, limit=limit
     )
     data = [await _resource(svc, job) for job in jobs]
-    return JobList(data=data, next_cursor=repr(next_score) if next_score is not None else None)
+    return JobList(data=data, next_cursor=f"{last[0]!r}_{last[1]}" if last else None)
 
 
 @router.get(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -40,6 +40,21 @@ class EngineInfo(BaseModel):
 @router.get("/health", response_model=Health, summary="Liveness (no key needed)")
 async def health() -> Health:
     return Health()
+
+
+# Uptime monitors probe with HEAD; kept out of the schema, where it would only repeat GET.
+@router.head("/health", include_in_schema=False)
+async def health_head() -> Response:
+    return Response(media_type="application/json")
+
+
+#: `/openapi.json` behind the key, when TTS_PUBLIC_DOCS is off.
+keyed_openapi = APIRouter()
+
+
+@keyed_openapi.get("/openapi.json", include_in_schema=False)
+async def openapi(request: Request, owner: Owner) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
 
 
 def _readiness(svc: Svc) -> Readiness:

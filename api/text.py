@@ -1,0 +1,39 @@
+"""What a job's text must be before it is accepted: not too long, and something to speak.
+
+Checked at the API rather than in `JobRequest`, which also validates stored records: a rule
+added here never makes an already-stored job unreadable.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from common.errors import Unprocessable
+
+#: Control characters a script may hold (tab and line breaks); any other is refused.
+ALLOWED_CONTROLS = frozenset("\t\n\r")
+
+
+def check_text(text: str, *, max_chars: int) -> None:
+    """Refuse text over the limit, with a control character, or with nothing to speak.
+
+    Punctuation, symbols and invisible characters alone would end `succeeded` with a few
+    milliseconds of silence, so the text must hold a letter or a digit in some script.
+    """
+    if len(text) > max_chars:
+        raise Unprocessable(
+            f"text: {len(text)} characters, the limit is {max_chars}", code="text_too_long"
+        )
+    for position, char in enumerate(text):
+        category = unicodedata.category(char)
+        if category == "Cs" or (category == "Cc" and char not in ALLOWED_CONTROLS):
+            raise Unprocessable(
+                f"text: control character U+{ord(char):04X} at position {position}; "
+                "only tab and line breaks are allowed",
+                code="text_not_speakable",
+            )
+    if not any(unicodedata.category(char)[0] in "LN" for char in text):
+        raise Unprocessable(
+            "text: no letter or digit to speak (only punctuation, symbols or spaces)",
+            code="text_not_speakable",
+        )
