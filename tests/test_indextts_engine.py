@@ -14,16 +14,28 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from common.errors import EngineInputError, EngineLoadError, TransientError
+from common.errors import EngineLoadError, TransientError
 from common.schemas import JobRequest
 from common.settings import Settings
+from gpu_worker.engines import indextts_layout as layout
 from gpu_worker.engines.indextts import IndexTTS2Engine, IndexTTS25Engine, to_pcm16
 
 FAKE = Path(__file__).parent / "fake_indextts"
 
 
-def make_model_dir(root: Path, engine: type[IndexTTS2Engine] = IndexTTS2Engine) -> Path:
-    for name in [*engine.required_files, *engine.aux_files.values()]:
+def make_model_dir(
+    root: Path, engine: type[IndexTTS2Engine] = IndexTTS2Engine, *, hub: bool = True
+) -> Path:
+    """Placeholder weights in the flat layout and (with `hub`) the hub cache layout."""
+    (root / layout.QWEN_DIR).mkdir(parents=True, exist_ok=True)
+    names = [*engine.required_files, *engine.aux_files.values()]
+    if hub:
+        for repo, files in engine.hub_repos.items():
+            cache = root / "hf_cache" / ("models--" + repo.replace("/", "--"))
+            (cache / "refs").mkdir(parents=True, exist_ok=True)
+            (cache / "refs" / "main").write_text("abc123")
+            names += [f"{cache.relative_to(root)}/snapshots/abc123/{f}" for f in files]
+    for name in names:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         if "." in path.name:
@@ -234,8 +246,8 @@ def test_text_with_nothing_to_speak_is_a_permanent_input_error(
     fake_upstream: Path, tmp_path: Path
 ) -> None:
     engine = IndexTTS2Engine(settings(tmp_path))
-    with pytest.raises(EngineInputError, match="nothing in it"):
-        engine.synthesize(JobRequest(text="。。。"))
+    out = engine.synthesize(JobRequest(text="。。。"))  # as real 2.0.1 does: some sound
+    assert out.pcm16 and not out.warnings
 
 
 def test_a_model_dir_missing_files_fails_at_start_listing_them(tmp_path: Path) -> None:
@@ -251,13 +263,34 @@ def test_a_model_dir_missing_files_fails_at_start_listing_them(tmp_path: Path) -
     assert "modelscope" in message
 
 
-def test_start_is_offline(fake_upstream: Path, tmp_path: Path) -> None:
+def test_start_is_offline_with_the_model_dirs_cache_though_upstream_resets_it(
+    fake_upstream: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
 
+    hub = types.ModuleType("huggingface_hub")
+    constants = types.ModuleType("huggingface_hub.constants")
+    monkeypatch.setitem(sys.modules, "huggingface_hub", hub)
+    monkeypatch.setitem(sys.modules, "huggingface_hub.constants", constants)
+    hub.constants = constants  # type: ignore[attr-defined]
     s = settings(tmp_path)
     IndexTTS2Engine(s)
     assert os.environ["HF_HUB_OFFLINE"] == "1"
-    assert os.environ["HF_HUB_CACHE"] == str(s.indextts_model_dir / "hf_cache")
+    assert os.environ["HF_HUB_CACHE"] == "./checkpoints/hf_cache"  # upstream's import did that
+    assert str(s.indextts_model_dir / "hf_cache") == constants.HF_HUB_CACHE  # type: ignore[attr-defined]
+    assert constants.HF_HUB_OFFLINE is True  # type: ignore[attr-defined]
+
+
+def test_importing_upstream_leaves_the_warning_filters_as_they_were(
+    fake_upstream: Path, tmp_path: Path
+) -> None:
+    import warnings
+
+    before = list(warnings.filters)
+    IndexTTS2Engine(settings(tmp_path))
+    assert warnings.filters == before
+    with pytest.warns(UserWarning, match="still heard"):
+        warnings.warn("still heard", UserWarning, stacklevel=1)
 
 
 def test_one_path_never_holds_two_audios(fake_upstream: Path, tmp_path: Path) -> None:

@@ -12,6 +12,10 @@ The constructor gained arguments over time (`is_fp16` became `use_fp16`; `use_de
 signature is read, never assumed: a switch the operator sets that the installed version lacks
 stops the worker at start with a message saying so.
 
+Where the model dir keeps the auxiliary models depends on the version too
+(`indextts_layout`); what importing upstream does to the process is undone in `indextts_compat`.
+Any failure to build the model is an `EngineLoadError` that names what is missing.
+
 torch is imported here only, when the model is built, in the process that runs the jobs.
 """
 
@@ -21,7 +25,6 @@ import contextlib
 import importlib
 import inspect
 import logging
-import os
 import re
 import warnings
 from importlib import metadata
@@ -31,7 +34,9 @@ from typing import Any, ClassVar
 from common.errors import EngineInputError, EngineLoadError, TransientError
 from common.schemas import EngineCapabilities, JobRequest
 from common.settings import Settings
+from gpu_worker.engines import indextts_layout as layouts
 from gpu_worker.engines.base import SynthesisOutput
+from gpu_worker.engines.indextts_compat import pin_hub_cache, tagger_cache
 from gpu_worker.voices import VoiceCache
 
 log = logging.getLogger(__name__)
@@ -70,12 +75,9 @@ class IndexTTS2Engine:
         "feat2.pt",
     )
     #: The auxiliary models, by upstream's `aux_paths` key, relative to the model dir.
-    aux_files: ClassVar[dict[str, str]] = {
-        "w2v_bert": "hf_cache/w2v-bert-2.0",
-        "semantic_codec": "hf_cache/semantic_codec_model.safetensors",
-        "campplus": "hf_cache/campplus_cn_common.bin",
-        "bigvgan": "hf_cache/bigvgan",
-    }
+    aux_files: ClassVar[dict[str, str]] = layouts.FLAT
+    #: The same models where versions without `aux_paths` read them: the hub cache.
+    hub_repos: ClassVar[dict[str, tuple[str, ...]]] = layouts.HUB
     #: The precision switch, by what versions have called it.
     precision_args: ClassVar[tuple[str, ...]] = ("use_fp16", "is_fp16")
     switches: ClassVar[dict[str, str]] = {
@@ -89,38 +91,48 @@ class IndexTTS2Engine:
     # -- start ---------------------------------------------------------------------------
 
     @classmethod
-    def missing_files(cls, model_dir: Path) -> list[str]:
-        wanted = [*cls.required_files, *cls.aux_files.values()]
-        return [name for name in wanted if not (model_dir / name).exists()]
+    def layout(cls, model_dir: Path) -> layouts.Layout:
+        params = layouts.constructor_params(cls.module_name)
+        return layouts.check(model_dir, cls.required_files, cls.aux_files, cls.hub_repos, params)
 
     @classmethod
     def preflight(cls, settings: Settings) -> None:
-        """Check the weights are all there, without importing torch (the worker's parent)."""
+        """Check the weights are all there, in the layout the installed version reads,
+        without importing torch (the worker's parent)."""
         model_dir = settings.indextts_model_dir
-        missing = cls.missing_files(model_dir)
-        if missing:
+        found = cls.layout(model_dir)
+        where = {
+            "flat": "the flat layout (hf_cache/w2v-bert-2.0, ...; upstream with `aux_paths`)",
+            "hub": "the hub cache layout (hf_cache/models--<org>--<name>/snapshots/<rev>/...; "
+            "versions without `aux_paths`, such as tts-webui-index-tts 2.0.1)",
+        }[found.name]
+        if found.missing:
             raise EngineLoadError(
-                f"{cls.name}: the model dir {model_dir} lacks {', '.join(missing)}; "
-                + GET_WEIGHTS.format(dir=model_dir)
+                f"{cls.name}: the model dir {model_dir} is read in {where} and lacks "
+                f"{', '.join(found.missing)}; " + GET_WEIGHTS.format(dir=model_dir)
             )
+        log.info("%s: model dir %s, complete in %s", cls.name, model_dir, where)
 
     def __init__(self, settings: Settings) -> None:
         self.preflight(settings)
         self.settings = settings
         self.model_dir = settings.indextts_model_dir
-        _stay_offline(self.model_dir)
-        try:
-            module = importlib.import_module(self.module_name)
-        except ImportError as exc:
-            raise EngineLoadError(
-                f"{self.name}: cannot import {self.module_name} ({exc}); install upstream "
-                f"index-tts at {UPSTREAM_COMMIT[:10]} (README, 'IndexTTS2')"
-            ) from exc
-        model_cls = module.IndexTTS2
-        self._torch = _optional_torch()
-        kwargs = self.constructor_kwargs(inspect.signature(model_cls).parameters, settings)
-        log.info("building %s.IndexTTS2 with %s", self.module_name, kwargs)
-        self.model = model_cls(**kwargs)
+        pin_hub_cache(self.model_dir / "hf_cache")
+        # Upstream's import silences UserWarning and FutureWarning for the whole process;
+        # the filters in force before it come back when the model is built.
+        with warnings.catch_warnings():
+            try:
+                module = importlib.import_module(self.module_name)
+            except ImportError as exc:
+                raise EngineLoadError(
+                    f"{self.name}: cannot import {self.module_name} ({exc}); install upstream "
+                    f"index-tts at {UPSTREAM_COMMIT[:10]} (README, 'IndexTTS2')"
+                ) from exc
+            model_cls = module.IndexTTS2
+            self._torch = _optional_torch()
+            kwargs = self.constructor_kwargs(inspect.signature(model_cls).parameters, settings)
+            log.info("building %s.IndexTTS2 with %s", self.module_name, kwargs)
+            self.model = self._build(model_cls, kwargs)
         self._infer_params = set(inspect.signature(self.model.infer).parameters)
         self.device = str(getattr(self.model, "device", settings.indextts_device or "auto"))
         self.model_version = self._version()
@@ -131,6 +143,18 @@ class IndexTTS2Engine:
             max_files=settings.voice_cache_files,
             make_default=_espeak_reference,
         )
+
+    def _build(self, model_cls: Any, kwargs: dict[str, Any]) -> Any:
+        """The model, or an EngineLoadError naming what stopped it: the worker must not live
+        on without an engine."""
+        try:
+            with tagger_cache(self.settings.data_dir / "indextts-tagger-cache"):
+                return model_cls(**kwargs)
+        except Exception as exc:  # anything upstream raises while loading is fatal
+            raise EngineLoadError(
+                f"{self.name}: building the model from {self.model_dir} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
     def constructor_kwargs(self, params: Any, settings: Settings) -> dict[str, Any]:
         cfg = settings.indextts_cfg_path or self.model_dir / "config.yaml"
@@ -242,15 +266,31 @@ class IndexTTS2Engine:
         kwargs = self.infer_kwargs(request)
         with self._inference_mode(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            truncated = False
             try:
                 result = self._infer(speaker, request, kwargs)
             except Exception as exc:
-                raise self._classify(exc) from exc
+                if not self._truncation_crash(exc, caught):
+                    raise self._classify(exc) from exc
+                # 2.0.1 warns that it hit max_mel_tokens, then fails on its own bookkeeping
+                # of the uncut codes. Forcing the stop token at the limit gives it the codes
+                # it expects, so the job gets the audio up to the limit, with the warning.
+                log.warning(
+                    "max_mel_tokens reached and upstream crashed (%s); retrying with "
+                    "the stop token forced at the limit",
+                    exc,
+                )
+                truncated = True
+                forced = {**kwargs, "forced_eos_token_id": self.model.stop_mel_token}
+                try:
+                    result = self._infer(speaker, request, forced)
+                except Exception as again:
+                    raise self._classify(again) from again
         if result is None:
             raise EngineInputError("text: the model produced no audio for it")
         sample_rate, wav = result
         notes = []
-        if any("max_mel_tokens" in str(w.message) for w in caught):
+        if truncated or any("max_mel_tokens" in str(w.message) for w in caught):
             limit = kwargs.get("max_mel_tokens", 1500)
             notes.append(
                 f"truncated: generation stopped at max_mel_tokens ({limit}), so the audio may "
@@ -267,14 +307,20 @@ class IndexTTS2Engine:
             return contextlib.nullcontext()
         return self._torch.inference_mode()  # type: ignore[no-any-return]
 
+    def _truncation_crash(self, exc: Exception, caught: list[warnings.WarningMessage]) -> bool:
+        return (
+            isinstance(exc, RuntimeError)
+            and "Sizes of tensors must match" in str(exc)
+            and any("max_mel_tokens" in str(w.message) for w in caught)
+            and hasattr(self.model, "stop_mel_token")
+        )
+
     def _classify(self, exc: Exception) -> Exception:
         text = str(exc)
         if type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in text:
             if self._torch is not None and self._torch.cuda.is_available():
                 self._torch.cuda.empty_cache()
             return TransientError(f"CUDA out of memory on {self.device}")
-        if "non-empty list of Tensors" in text:
-            return EngineInputError("text: nothing in it that the model can speak")
         return exc
 
     def memory_mb(self) -> float:
@@ -296,6 +342,14 @@ class IndexTTS25Engine(IndexTTS2Engine):
         "campplus": "hf_cache/campplus_cn_common.bin",
         "bigvgan": "hf_cache/bigvgan",
     }
+    hub_repos: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    @classmethod
+    def layout(cls, model_dir: Path) -> layouts.Layout:
+        # Only the flat layout: no published copy of 2.5 reading the hub cache was found.
+        missing = [n for n in cls.required_files if not (model_dir / n).exists()]
+        return layouts.Layout("flat", missing + layouts.flat_missing(model_dir, cls.aux_files))
+
     precision_args: ClassVar[tuple[str, ...]] = ("use_bf16",)
 
     def _infer(self, speaker: str, request: JobRequest, kwargs: dict[str, Any]) -> Any:
@@ -311,14 +365,6 @@ def to_pcm16(wav: Any) -> bytes:
     if arr.dtype.kind == "f":
         arr = (np.clip(arr, -1.0, 1.0) * 32767.0).round()
     return bytes(arr.astype("<i2").reshape(-1).tobytes())
-
-
-def _stay_offline(model_dir: Path) -> None:
-    """Nothing is fetched at start: the hub is told to stay offline, and versions that read the
-    hub cache are pointed at the model dir's."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_CACHE", str(model_dir / "hf_cache"))
 
 
 def _optional_torch() -> Any:

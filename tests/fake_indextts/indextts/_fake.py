@@ -49,7 +49,8 @@ class FakeModelBase:
         if "oom" in text:
             raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         if not any(ch.isalnum() for ch in text):
-            raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+            # Real 2.0.1 speaks text that is only punctuation (some sound, not an error).
+            text = "mm"
         gen = {**DEFAULTS, **call["generation_kwargs"]}
         if gen["max_mel_tokens"] < len(text) * 4:  # fake: ~4 mel tokens per character
             warnings.warn(

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from typing import Any
 
 from indextts._fake import FakeModelBase
+
+# What upstream's module does when imported, process-wide.
+os.environ["HF_HUB_CACHE"] = "./checkpoints/hf_cache"
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=UserWarning)
 
 
 class IndexTTS2(FakeModelBase):
