@@ -31,24 +31,15 @@ def cmd_up(_: argparse.Namespace) -> int:
 
 
 def cmd_api(_: argparse.Namespace) -> int:
-    import uvicorn
-
     from api.app import create_app
+    from api.server import serve
 
     settings = _settings()
     try:
         app = create_app(settings)
     except SettingsError as exc:
         sys.exit(f"ttsq api: {exc}")
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        timeout_graceful_shutdown=10,
-        h11_max_incomplete_event_size=16 * 1024,
-    )
-    return 0
+    return serve(app, settings)
 
 
 def _celery_worker(role: str, argv: list[str]) -> int:
