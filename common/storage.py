@@ -21,6 +21,8 @@ from common.errors import NotFound, StorageUnavailable
 from common.settings import Settings
 
 KEY_PATTERN = re.compile(r"^audio/[0-9a-f]{32}\.wav$")
+#: Where the write check puts (and at once deletes) its probe objects.
+PROBE_PREFIX = ".ttsq-probe/"
 
 
 def audio_key(job_id: str, fmt: str = "wav") -> str:
@@ -49,15 +51,16 @@ class LocalStorage:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         target = self.path(key)
+        tmp = target.with_suffix(f".{secrets.token_hex(4)}.part")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(f".{secrets.token_hex(4)}.part")
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)  # readers see the whole file or none
         except OSError as exc:
+            tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
             raise StorageUnavailable(f"local storage write failed: {exc.strerror}") from exc
 
     def delete(self, key: str) -> None:
@@ -142,29 +145,55 @@ class S3Storage:
         )
 
     def check_writable(self) -> None:
-        self._call("bucket check", self.client.head_bucket)
+        """Write and delete a small probe object: a readable bucket may still refuse writes."""
+        key = f"{PROBE_PREFIX}{secrets.token_hex(8)}"
+        self._call("write check", self.client.put_object, Key=key, Body=b"ok")
+        self._call("write check", self.client.delete_object, Key=key)
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it is missing (development and tests; production makes its own)."""
         try:
-            self.check_writable()
+            self._call("bucket check", self.client.head_bucket)
         except StorageUnavailable:
             self._call("bucket creation", self.client.create_bucket)
 
 
 def signing_key(settings: Settings) -> bytes:
-    """TTS_SIGNING_KEY, or a random key kept in the data dir so URLs survive restarts."""
+    """TTS_SIGNING_KEY, or a random key kept in the data dir so URLs survive restarts.
+
+    Several processes may start at once: the key is written whole to a private temporary file
+    and linked into place, so whoever loses the race reads the winner's complete key.
+    """
     if settings.signing_key is not None:
         return settings.signing_key.get_secret_value().encode()
     path = settings.data_dir / "signing.key"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if not path.exists():
+        tmp = path.with_name(f".signing.key.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))
-    except FileExistsError:
-        pass
+        try:
+            os.link(tmp, path)  # atomic, and fails if another process got there first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_text().strip().encode()
+
+
+def storage_problem(settings: Settings) -> str | None:
+    """Why this process cannot store audio, or None (the I/O worker checks before it starts)."""
+    try:
+        storage = make_storage(settings)
+        if isinstance(storage, S3Storage):
+            storage.ensure_bucket()
+        storage.check_writable()
+    except StorageUnavailable as exc:
+        return exc.message
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def make_storage(settings: Settings) -> LocalStorage | S3Storage:

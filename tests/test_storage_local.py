@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from common.errors import NotFound
-from common.storage import LocalStorage, audio_key
+from common.errors import NotFound, StorageUnavailable
+from common.settings import Settings
+from common.storage import LocalStorage, audio_key, signing_key
 
 JOB = "ab" * 16
 OTHER = "cd" * 16
@@ -65,7 +68,23 @@ def test_no_path_traversal_even_with_a_valid_signature(storage: LocalStorage, ke
         storage.verify(key, int(time.time()) + 60, storage.signature(key, int(time.time()) + 60))
 
 
-def test_writes_are_atomic_and_leave_no_partial_files(storage: LocalStorage) -> None:
-    storage.put(audio_key(JOB), b"RIFFnew", "audio/wav")
+def test_a_write_that_fails_midway_leaves_the_old_file_and_no_partial_file(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(StorageUnavailable, match="No space left"):
+        storage.put(audio_key(JOB), b"RIFFnew", "audio/wav")
     files = sorted(p.name for p in (storage.root / "audio").iterdir())
     assert files == [f"{JOB}.wav", f"{OTHER}.wav"]
+    assert (storage.root / audio_key(JOB)).read_bytes() == b"RIFFjob"
+
+
+def test_processes_starting_at_once_all_read_the_same_whole_signing_key(tmp_path: Path) -> None:
+    for attempt in range(5):
+        settings = Settings(data_dir=tmp_path / str(attempt))
+        with ThreadPoolExecutor(8) as pool:
+            seen = set(pool.map(lambda _: signing_key(settings), range(8)))
+        assert len(seen) == 1 and len(seen.pop()) == 64
