@@ -56,10 +56,19 @@ class Claim:
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, *, job_ttl_s: int, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        job_ttl_s: int,
+        clock: Clock = utcnow,
+        publish_grace_s: float = 20.0,
+    ) -> None:
         self.redis = client
         self.job_ttl = timedelta(seconds=job_ttl_s)
         self.clock = clock
+        #: How long a job may sit in the outbox before the sweeper sends its message itself.
+        self.publish_grace = timedelta(seconds=publish_grace_s)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -126,11 +135,12 @@ class JobStore:
         pipe.set(keys.job(job.id), job.model_dump_json())
         pipe.zadd(keys.owner_jobs(owner), {job.id: _score(now)})
         pipe.zadd(keys.QUEUED, {job.id: _score(now)})
-        pipe.zadd(keys.UNPUBLISHED, {job.id: _score(now)})
+        pipe.zadd(keys.UNPUBLISHED, {job.id: _score(now + self.publish_grace)})
         pipe.execute()
         return job
 
     def mark_published(self, job_id: str) -> None:
+        """Take a job out of the outbox: its message is in the broker."""
         self.redis.zrem(keys.UNPUBLISHED, job_id)
 
     def claim(
@@ -159,6 +169,7 @@ class JobStore:
             job.stage_at = now
             job.metrics.queue_s = (now - job.created_at).total_seconds()
             pipe.zrem(keys.QUEUED, job.id)
+            pipe.zrem(keys.UNPUBLISHED, job.id)  # a message reached a worker: nothing to resend
             pipe.zadd(keys.RUNNING, {job.id: _score(now)})
             return ClaimResult.run
 
@@ -174,15 +185,21 @@ class JobStore:
         synth_s: float,
         duration_s: float,
         warnings: list[str],
+        upload_lease_s: float = 20.0,
     ) -> bool:
-        """Hand the audio to the uploader. False when the job was canceled or taken over."""
+        """Hand the audio to the uploader. False when the job was canceled or taken over.
+
+        The upload task must start within `upload_lease_s`, or the sweeper sends another.
+        """
 
         def change(job: JobRecord, pipe: Pipeline) -> bool:
             if job.status != JobStatus.running or job.stage != Stage.synthesizing:
                 return False
             if job.worker != instance:
                 return False
-            job.stage, job.stage_at = Stage.uploading, self.clock()
+            now = self.clock()
+            job.stage, job.stage_at = Stage.uploading, now
+            job.lease_until = now + timedelta(seconds=upload_lease_s)
             job.metrics.synth_s = round(synth_s, 4)
             job.metrics.rtf = round(synth_s / duration_s, 4) if duration_s > 0 else None
             job.warnings = warnings
@@ -191,17 +208,32 @@ class JobStore:
 
         return bool(self._change(job_id, change)[0])
 
-    def touch_upload(self, job_id: str) -> JobRecord | None:
-        """Note an upload attempt; None when the job no longer waits for one."""
+    def touch_upload(self, job_id: str, lease_s: float = 60.0) -> JobRecord | None:
+        """Hold the upload for `lease_s` more seconds (an attempt, or the wait before the next);
+        None when the job no longer waits for an upload."""
 
         def change(job: JobRecord, pipe: Pipeline) -> bool:
             if job.status != JobStatus.running or job.stage != Stage.uploading:
                 return False
-            job.stage_at = self.clock()
+            job.lease_until = self.clock() + timedelta(seconds=lease_s)
             return True
 
         ok, job = self._change(job_id, change)
         return job if ok else None
+
+    def take_over_upload(self, job_id: str, seen: datetime | None, lease_s: float) -> bool:
+        """The sweeper's claim on a stalled upload: True only if the lease it saw expire is
+        still the job's (no upload renewed it, no other sweeper took it over meanwhile)."""
+
+        def change(job: JobRecord, pipe: Pipeline) -> bool:
+            if job.status != JobStatus.running or job.stage != Stage.uploading:
+                return False
+            if job.lease_until != seen:
+                return False
+            job.lease_until = self.clock() + timedelta(seconds=lease_s)
+            return True
+
+        return bool(self._change(job_id, change)[0])
 
     def handoff_audio(self, job_id: str) -> bytes | None:
         return cast(bytes | None, self.redis.get(keys.job_audio_handoff(job_id)))
@@ -227,12 +259,20 @@ class JobStore:
         return bool(self._change(job_id, change)[0])
 
     def requeue(
-        self, job_id: str, *, only_from: str | None = None, stage: Stage = Stage.synthesizing
+        self,
+        job_id: str,
+        *,
+        only_from: str | None = None,
+        stage: Stage = Stage.synthesizing,
+        delay_s: float = 0.0,
     ) -> bool:
         """Put a running job back in the queue (transient error, its worker died, audio lost).
 
-        With `only_from`, only if that instance still holds it: the check and the move are one
-        transaction, so two sweepers cannot both requeue it.
+        The job enters the outbox in the same transaction, due in `delay_s`: whoever requeued
+        it publishes it now (and calls `mark_published`), or the sweeper does once it is due,
+        so a crash or a Redis error between the two never leaves a queued job with no message.
+        With `only_from`, only if that instance still holds it, so two sweepers cannot both
+        requeue it.
         """
 
         def change(job: JobRecord, pipe: Pipeline) -> bool:
@@ -240,9 +280,12 @@ class JobStore:
                 return False
             if only_from is not None and job.worker != only_from:
                 return False
-            job.status, job.stage, job.worker, job.stage_at = JobStatus.queued, None, None, None
+            now = self.clock()
+            job.status, job.stage, job.worker = JobStatus.queued, None, None
+            job.stage_at, job.lease_until = None, None
             pipe.zrem(keys.RUNNING, job.id)
             pipe.zadd(keys.QUEUED, {job.id: _score(job.created_at)})
+            pipe.zadd(keys.UNPUBLISHED, {job.id: _score(now + timedelta(seconds=delay_s))})
             return True
 
         return bool(self._change(job_id, change)[0])
@@ -274,11 +317,40 @@ class JobStore:
 
     # -- the sweeper's views --------------------------------------------------------------
 
-    def unpublished_before(self, at: datetime) -> list[str]:
+    def outbox_due(self, at: datetime) -> list[str]:
+        """Jobs whose message the sweeper must send now."""
         return _ids(self.redis.zrangebyscore(keys.UNPUBLISHED, "-inf", _score(at)))
+
+    def in_outbox(self) -> set[str]:
+        return set(_ids(self.redis.zrange(keys.UNPUBLISHED, 0, -1)))
+
+    def enter_outbox(self, job_id: str) -> bool:
+        """Send a queued job's message again (the sweeper found it has none). One transaction:
+        False when the job is no longer queued or already in the outbox."""
+
+        def change(job: JobRecord, pipe: Pipeline) -> bool:
+            if job.status != JobStatus.queued:
+                return False
+            pipe.zadd(keys.UNPUBLISHED, {job.id: _score(self.clock())}, nx=True)
+            return True
+
+        return bool(self._change(job_id, change)[0])
+
+    def queued_ids(self) -> list[str]:
+        return _ids(self.redis.zrange(keys.QUEUED, 0, -1))
 
     def running_ids(self) -> list[str]:
         return _ids(self.redis.zrange(keys.RUNNING, 0, -1))
+
+    def note_orphan_object(self, key: str) -> None:
+        """Remember a storage key whose delete failed, for the sweeper to delete later."""
+        self.redis.hset(keys.ORPHAN_OBJECTS, key, _score(self.clock()))
+
+    def orphan_objects(self) -> list[str]:
+        return _ids(self.redis.hkeys(keys.ORPHAN_OBJECTS))
+
+    def forget_orphan_object(self, key: str) -> None:
+        self.redis.hdel(keys.ORPHAN_OBJECTS, key)
 
     def expired_before(self, at: datetime) -> list[str]:
         return _ids(self.redis.zrangebyscore(keys.EXPIRY, "-inf", _score(at)))
@@ -287,7 +359,7 @@ class JobStore:
 
     def _end(self, job: JobRecord, pipe: Pipeline, status: JobStatus, now: datetime) -> None:
         job.status, job.stage, job.finished_at = status, None, now
-        job.expires_at = now + self.job_ttl
+        job.expires_at, job.lease_until = now + self.job_ttl, None
         pipe.zrem(keys.QUEUED, job.id)
         pipe.zrem(keys.RUNNING, job.id)
         pipe.zrem(keys.UNPUBLISHED, job.id)

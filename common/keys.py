@@ -34,10 +34,35 @@ def owner_jobs(owner: str) -> str:
 QUEUED = f"{PREFIX}:queued"
 #: Sorted set of running job ids (synthesising or uploading) by start time; the sweeper's view.
 RUNNING = f"{PREFIX}:running"
-#: Sorted set of job ids whose queue message may not have been published (API died mid-submit).
+#: The outbox: sorted set of queued job ids whose message is not known to be sent, scored by
+#: when the sweeper must send it (the API's grace after submit, or a retry's due time).
 UNPUBLISHED = f"{PREFIX}:unpublished"
 #: Sorted set of ended job ids by expiry time; the janitor removes them and their audio.
 EXPIRY = f"{PREFIX}:expiry"
+
+
+#: Held (SET NX, expiring) by the one sweeper running now, so no stuck job is resent twice.
+SWEEP_LOCK = f"{PREFIX}:sweep:lock"
+#: Hash of queued job ids seen with no broker message, and when; resent if still so later.
+SWEEP_SUSPECTS = f"{PREFIX}:sweep:suspects"
+#: Hash of counters: how many jobs the sweeper found stuck, by kind.
+SWEEP_COUNTS = f"{PREFIX}:sweep:counts"
+#: Hash of storage keys whose delete failed (a job canceled mid-upload); the sweeper retries.
+ORPHAN_OBJECTS = f"{PREFIX}:orphan-objects"
+
+#: Kombu's own Redis keys for the broker (its defaults): the unacked-message hash, and the
+#: separator of a queue's priority lists. The sweeper reads them to find jobs with no message.
+BROKER_UNACKED = "unacked"
+BROKER_PRIORITY_SEP = "\x06\x16"
+BROKER_PRIORITY_STEPS = (0, 3, 6, 9)
+
+
+def broker_queue_lists(queue: str) -> list[str]:
+    """The Redis lists kombu keeps one queue's waiting messages in (one per priority step)."""
+    return [
+        queue if step == 0 else f"{queue}{BROKER_PRIORITY_SEP}{step}"
+        for step in BROKER_PRIORITY_STEPS
+    ]
 
 
 def worker_heartbeat(instance: str) -> str:

@@ -12,6 +12,10 @@ Policy, in one place:
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
 import redis
 from celery import Celery
 from redis.backoff import ExponentialBackoff
@@ -19,6 +23,36 @@ from redis.retry import Retry
 
 from common import keys
 from common.settings import Settings
+
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+_JOB_TASKS = {keys.TASK_SYNTHESIZE, keys.TASK_UPLOAD}
+
+
+def broker_job_ids(client: redis.Redis, queue: str, chunk: int = 500) -> set[str]:
+    """Ids of the jobs that have a message in `queue`, waiting or delivered but not acked.
+
+    Reads kombu's own keys (see `keys.BROKER_*`); each message's `argsrepr` header holds the
+    task's arguments, and a message carries only its job id. Messages of other queues in the
+    unacked hash are ignored.
+    """
+    found: set[str] = set()
+
+    def note(message: dict[str, Any]) -> None:
+        headers = message.get("headers") or {}
+        if headers.get("task") in _JOB_TASKS:
+            found.update(_JOB_ID.findall(str(headers.get("argsrepr", ""))))
+
+    for name in keys.broker_queue_lists(queue):
+        start = 0
+        while batch := client.lrange(name, start, start + chunk - 1):
+            for raw in batch:
+                note(json.loads(raw))
+            start += chunk
+    for raw in client.hvals(keys.BROKER_UNACKED):
+        message, _exchange, routing_key = json.loads(raw)
+        if routing_key == queue:
+            note(message)
+    return found
 
 
 def redis_url(settings: Settings) -> str:
@@ -65,6 +99,9 @@ def make_celery(settings: Settings, main: str = "ttsq") -> Celery:
         },
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
+        # The synthesis child says it is up only after its engine is loaded and warm; Celery's
+        # default (4 s) would kill it mid-load and start another, for ever.
+        worker_proc_alive_timeout=settings.engine_start_timeout_s,
         # Flower's view of the queue.
         worker_send_task_events=True,
         task_send_sent_event=True,

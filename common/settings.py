@@ -57,8 +57,9 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=1000, ge=1)
 
     # -- Queue ---------------------------------------------------------------------------
-    #: Unset: `ttsq up` starts an embedded Redis under the data dir.
+    #: Unset: `ttsq up` starts an embedded Redis under the data dir, on this port.
     redis_url: str | None = None
+    embedded_redis_port: int = Field(default=6390, ge=1, le=65535)
     #: Must exceed the longest job; a late-acked message is redelivered after it.
     visibility_timeout_s: int = Field(default=3600, ge=1)
     #: How many times a job may be started (crash, restart, transient engine error).
@@ -66,7 +67,16 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     #: A worker whose heartbeat is older than this is dead; its running jobs go back.
     heartbeat_ttl_s: float = Field(default=20.0, gt=0)
+    #: How often the sweeper looks for stuck jobs (it runs apart from the heartbeat; any value).
     sweep_interval_s: float = Field(default=5.0, gt=0)
+    #: How long a job may look stuck (queued with no message, running on a worker that is not
+    #: working on it, or stored but not yet published) before the sweeper sends it again.
+    stuck_grace_s: float = Field(default=30.0, gt=0)
+    #: The longest one upload attempt may take (S3 connect 5 s + read 30 s, with margin); the
+    #: sweeper resends an upload only after this much silence past its scheduled attempt.
+    upload_lease_s: float = Field(default=60.0, gt=0)
+    #: How long the synthesis process may take to load and warm its engine.
+    engine_start_timeout_s: float = Field(default=1800.0, gt=0)
     #: Upload attempts before a job fails with `storage_unavailable`.
     upload_max_attempts: int = Field(default=8, ge=1)
     upload_backoff_s: float = Field(default=1.0, gt=0)

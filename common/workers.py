@@ -40,3 +40,8 @@ def alive_workers(client: redis.Redis) -> list[WorkerHeartbeat]:
         if raw:
             beats.append(WorkerHeartbeat.model_validate_json(raw))
     return sorted(beats, key=lambda b: b.instance)
+
+
+def current_jobs(client: redis.Redis) -> dict[str, str | None]:
+    """For every live worker, the job its heartbeat says it is working on (or None)."""
+    return {beat.instance: beat.current_job for beat in alive_workers(client)}

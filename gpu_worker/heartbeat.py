@@ -1,14 +1,19 @@
-"""A daemon thread that renews this worker's heartbeat and, for the I/O worker, sweeps."""
+"""Background threads of a worker process: the heartbeat, and a periodic runner (the sweeper).
+
+They are separate threads on purpose: a slow sweep (S3 deletes, a Redis outage) must never
+delay the heartbeat, or the worker would look dead and its jobs would run twice.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
+from typing import Any
 
 import redis
+from kombu.exceptions import OperationalError
 
 from common.schemas import WorkerHeartbeat
 from common.workers import remove_heartbeat, write_heartbeat
@@ -16,7 +21,33 @@ from common.workers import remove_heartbeat, write_heartbeat
 log = logging.getLogger(__name__)
 
 
-class Heartbeat(threading.Thread):
+class Every(threading.Thread):
+    """Run `fn` every `interval_s` seconds until stopped; an error is logged, never fatal."""
+
+    def __init__(self, interval_s: float, fn: Callable[[], object], *, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.interval_s, self.fn = interval_s, fn
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            try:
+                self.fn()
+            except (redis.RedisError, OperationalError) as exc:
+                log.warning("%s: Redis unavailable (%s); trying again", self.name, exc)
+            except Exception:
+                log.exception("%s failed; next try in %ss", self.name, self.interval_s)
+            if self._stop_event.wait(self.interval_s):
+                return
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+class Heartbeat(Every):
+    """Renew this worker's heartbeat key; `refresh` supplies fields that change while it runs
+    (the voices an engine can use now, read live)."""
+
     def __init__(
         self,
         client: redis.Redis,
@@ -24,46 +55,35 @@ class Heartbeat(threading.Thread):
         *,
         interval_s: float,
         ttl_s: float,
-        also: Callable[[], object] | None = None,
-        also_every_s: float = 5.0,
+        refresh: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
-        super().__init__(name="ttsq-heartbeat", daemon=True)
-        self.client, self.beat = client, beat
-        self.interval_s, self.ttl_s = interval_s, ttl_s
-        self.also, self.also_every_s = also, also_every_s
-        self._stop_event = threading.Event()
+        super().__init__(interval_s, self._beat, name="ttsq-heartbeat")
+        self.client, self.beat, self.ttl_s, self.refresh = client, beat, ttl_s, refresh
         self._lock = threading.Lock()
 
     def update(self, **fields: object) -> None:
+        self._write(fields)
+
+    def _beat(self) -> None:
+        fields: dict[str, Any] = {}
+        if self.refresh is not None:
+            try:
+                fields = self.refresh()
+            except Exception:
+                log.exception("heartbeat refresh failed; keeping the last values")
+        self._write(fields)
+
+    def _write(self, fields: dict[str, Any]) -> None:
+        # Change and write under one lock, so the key never goes back to an older state
+        # (the sweeper trusts `current_job`).
         with self._lock:
             self.beat = self.beat.model_copy(update=fields)
-        self._write()
-
-    def _write(self) -> None:
-        with self._lock:
-            beat = self.beat
-        try:
-            write_heartbeat(self.client, beat, self.ttl_s)
-        except redis.RedisError as exc:
-            log.warning("heartbeat not written (%s); retrying", type(exc).__name__)
-
-    def run(self) -> None:
-        next_also = 0.0
-        while True:
-            self._write()
-            if self.also is not None and time.monotonic() >= next_also:
-                next_also = time.monotonic() + self.also_every_s
-                try:
-                    self.also()
-                except redis.RedisError as exc:
-                    log.warning("sweep skipped (%s)", type(exc).__name__)
-                except Exception:
-                    # A bad sweep must not stop the heartbeat (the worker would look dead).
-                    log.exception("sweep failed")
-            if self._stop_event.wait(self.interval_s):
-                return
+            try:
+                write_heartbeat(self.client, self.beat, self.ttl_s)
+            except redis.RedisError as exc:
+                log.warning("heartbeat not written (%s); retrying", type(exc).__name__)
 
     def stop(self) -> None:
-        self._stop_event.set()
+        super().stop()
         with contextlib.suppress(redis.RedisError):
             remove_heartbeat(self.client, self.beat.instance)

@@ -1,79 +1,188 @@
-"""The sweeper: what keeps an accepted job from being lost when a process dies at a bad moment.
+"""The sweeper: what keeps an accepted job from being stuck when a process or Redis fails.
 
-Run every few seconds by the I/O worker (any number of them; every step is one transaction).
-- A job whose queue message may never have been sent (the API died between storing the job and
-  publishing it) is published again.
-- A job held by a worker whose heartbeat has expired goes back to the queue.
-- A job whose upload stalled (its upload task was lost) gets a new upload task.
-- An ended job past its expiry is removed with its audio; nothing else is removed.
+Run every `TTS_SWEEP_INTERVAL_S` by each I/O worker, in its own thread; a Redis lock lets one
+sweeper at a time work, so a stuck job is sent again exactly once. Each job it finds is logged
+with its id and counted (`keys.SWEEP_COUNTS`). It looks for:
+
+- the outbox's due jobs: stored but not published (the API died, or publishing failed), a
+  retry whose delay has passed, or a job found with no message: their message is sent;
+- a job held by a worker whose heartbeat expired, or by a live worker whose heartbeat says it is
+  working on something else (its task died after the claim): back to the queue;
+- an upload whose lease passed with no attempt renewing it (its task was lost): sent again;
+- a queued job with no message in the broker, seen so twice at least `grace_s` apart (what a
+  Redis killed mid-write can forget): into the outbox;
+- ended jobs past their expiry, with their audio, and audio objects whose delete failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
+import redis
+from redis.exceptions import LockError
+
+from common import keys
 from common.errors import StorageUnavailable
 from common.jobstore import JobStore
-from common.schemas import Stage
+from common.queue import broker_job_ids
+from common.schemas import JobRecord, Stage
 from common.storage import Storage
+from common.workers import current_jobs
 
 log = logging.getLogger(__name__)
+
+#: Expired jobs removed per sweep, so one sweep stays short and under the lock.
+EXPIRE_BATCH = 200
+#: The lock outlives any sweep that is not stuck itself.
+LOCK_TTL_S = 120
 
 
 @dataclass
 class SweepReport:
     republished: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
+    rescued: list[str] = field(default_factory=list)
     reuploaded: list[str] = field(default_factory=list)
+    orphaned: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
 
+    def counts(self) -> dict[str, int]:
+        return {name: len(ids) for name, ids in vars(self).items() if ids}
 
-def sweep(
-    *,
-    store: JobStore,
-    storage: Storage,
-    is_alive: Callable[[str], bool],
-    publish_synthesis: Callable[[str], None],
-    publish_upload: Callable[[str], None],
-    publish_grace_s: float,
-    upload_stall_s: float,
-) -> SweepReport:
-    report = SweepReport()
-    now = store.clock()
-    for job_id in store.unpublished_before(now - timedelta(seconds=publish_grace_s)):
-        publish_synthesis(job_id)
-        store.mark_published(job_id)
-        report.republished.append(job_id)
-    for job_id in store.running_ids():
-        job = store.get(job_id)
-        if job is None:
-            continue
-        if job.stage == Stage.synthesizing and job.worker and not is_alive(job.worker):
-            if store.requeue(job_id, only_from=job.worker):
-                log.warning("[job %s] worker %s is gone; job requeued", job_id, job.worker)
-                publish_synthesis(job_id)
-                report.requeued.append(job_id)
-        elif job.stage == Stage.uploading and _older(job.stage_at, now, upload_stall_s):
-            log.warning("[job %s] upload stalled; sending it again", job_id)
-            store.touch_upload(job_id)
-            publish_upload(job_id)
-            report.reuploaded.append(job_id)
-    for job_id in store.expired_before(now):
-        job = store.get(job_id)
-        if job is not None and job.audio is not None:
-            try:
-                storage.delete(job.audio.key)
-            except StorageUnavailable as exc:
-                log.warning("[job %s] expiry postponed: %s", job_id, exc.message)
+
+@dataclass
+class Sweeper:
+    store: JobStore
+    storage: Storage
+    publish_synthesis: Callable[[str], None]
+    publish_upload: Callable[[str], None]
+    grace_s: float
+    upload_lease_s: float
+    #: instance -> the job its heartbeat says it is on, for every live worker.
+    heartbeats: Callable[[], dict[str, str | None]] | None = None
+    #: Ids of jobs with a synthesis message in the broker.
+    messages: Callable[[], set[str]] | None = None
+    _last_orphan_check: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        client = self.store.redis
+        self.heartbeats = self.heartbeats or (lambda: current_jobs(client))
+        self.messages = self.messages or (lambda: broker_job_ids(client, keys.SYNTH_QUEUE))
+
+    def run(self) -> SweepReport | None:
+        """Sweep once if no other sweeper is sweeping now; None if one is."""
+        lock = self.store.redis.lock(keys.SWEEP_LOCK, timeout=LOCK_TTL_S, blocking=False)
+        if not lock.acquire():
+            return None
+        try:
+            report = self.sweep()
+        finally:
+            with contextlib.suppress(LockError, redis.RedisError):
+                lock.release()
+        counts = report.counts()
+        if counts:
+            pipe = self.store.redis.pipeline()
+            for name, n in counts.items():
+                pipe.hincrby(keys.SWEEP_COUNTS, name, n)
+            pipe.execute()
+        return report
+
+    def sweep(self) -> SweepReport:
+        report = SweepReport()
+        now = self.store.clock()
+        self._running(now, report)
+        if time.monotonic() - self._last_orphan_check >= self.grace_s / 2:
+            self._orphans(now, report)
+            self._last_orphan_check = time.monotonic()
+        for job_id in self.store.outbox_due(now):
+            self.publish_synthesis(job_id)
+            self.store.mark_published(job_id)
+            report.republished.append(job_id)
+        self._expire(now, report)
+        return report
+
+    def _running(self, now: datetime, report: SweepReport) -> None:
+        assert self.heartbeats is not None
+        working_on = self.heartbeats()
+        for job_id in self.store.running_ids():
+            job = self.store.get(job_id)
+            if job is None or job.worker is None:
                 continue
-        if job is not None:
-            store.delete(job_id, job.owner)
-        report.expired.append(job_id)
-    return report
+            if job.stage == Stage.uploading:
+                if _lease_passed(job, now, self.upload_lease_s) and self.store.take_over_upload(
+                    job_id, job.lease_until, self.upload_lease_s
+                ):
+                    log.warning("[job %s] upload stalled; sending it again", job_id)
+                    self.publish_upload(job_id)
+                    report.reuploaded.append(job_id)
+                continue
+            if job.worker not in working_on:
+                found, why = report.requeued, "is gone"
+            elif working_on[job.worker] != job_id and _older(job.stage_at, now, self.grace_s):
+                found, why = report.rescued, "is alive but not working on it"
+            else:
+                continue
+            if self.store.requeue(job_id, only_from=job.worker):  # the outbox sends it below
+                log.warning("[job %s] worker %s %s; requeued", job_id, job.worker, why)
+                found.append(job_id)
+
+    def _orphans(self, now: datetime, report: SweepReport) -> None:
+        """Queued jobs with no message, confirmed by two looks `grace_s` apart: a message in
+        transit between kombu's list and its unacked hash is missed by one look, not two."""
+        client = self.store.redis
+        waiting = set(self.store.queued_ids()) - self.store.in_outbox()
+        if not waiting:
+            client.delete(keys.SWEEP_SUSPECTS)
+            return
+        assert self.messages is not None
+        missing = waiting - self.messages()
+        raw = cast(dict[bytes, bytes], client.hgetall(keys.SWEEP_SUSPECTS))
+        seen = {k.decode(): float(v) for k, v in raw.items()}
+        cleared = [job_id for job_id in seen if job_id not in missing]
+        if cleared:
+            client.hdel(keys.SWEEP_SUSPECTS, *cleared)
+        for job_id in missing:
+            first = seen.get(job_id)
+            if first is None:
+                client.hset(keys.SWEEP_SUSPECTS, job_id, now.timestamp())
+            elif now.timestamp() - first >= self.grace_s:
+                client.hdel(keys.SWEEP_SUSPECTS, job_id)
+                if self.store.enter_outbox(job_id):
+                    log.warning("[job %s] queued with no message; sending it again", job_id)
+                    report.orphaned.append(job_id)
+
+    def _expire(self, now: datetime, report: SweepReport) -> None:
+        for job_id in self.store.expired_before(now)[:EXPIRE_BATCH]:
+            job = self.store.get(job_id)
+            if job is not None and job.audio is not None:
+                try:
+                    self.storage.delete(job.audio.key)
+                except StorageUnavailable as exc:
+                    log.warning("[job %s] expiry postponed: %s", job_id, exc.message)
+                    continue
+            if job is not None:
+                self.store.delete(job_id, job.owner)
+            report.expired.append(job_id)
+        for key in self.store.orphan_objects()[:EXPIRE_BATCH]:
+            try:
+                self.storage.delete(key)
+            except StorageUnavailable:
+                continue
+            self.store.forget_orphan_object(key)
 
 
 def _older(at: datetime | None, now: datetime, seconds: float) -> bool:
     return at is not None and (now - at).total_seconds() > seconds
+
+
+def _lease_passed(job: JobRecord, now: datetime, lease_s: float) -> bool:
+    lease = job.lease_until
+    if lease is None and job.stage_at is not None:  # a record from before leases existed
+        lease = job.stage_at + timedelta(seconds=lease_s)
+    return lease is not None and now > lease

@@ -17,21 +17,22 @@ from functools import partial
 import redis
 from celery import Celery
 
-from common.errors import EngineLoadError
+from common.errors import TtsqError
 from common.jobstore import JobStore, utcnow
 from common.queue import connect_redis, publish_synthesis, publish_upload
 from common.schemas import WorkerHeartbeat
 from common.settings import Settings
-from common.storage import S3Storage, Storage, make_storage
+from common.storage import Storage, make_storage, storage_problem
 from common.workers import is_alive, new_instance_name
 from gpu_worker.engines import load_engine
 from gpu_worker.engines.base import Engine
-from gpu_worker.heartbeat import Heartbeat
-from gpu_worker.housekeeping import sweep
+from gpu_worker.heartbeat import Every, Heartbeat
+from gpu_worker.housekeeping import Sweeper
 
 log = logging.getLogger(__name__)
 
 ROLE_ENV = "TTSQ_WORKER_ROLE"
+STOP_REASON_ENV = "TTSQ_STOP_REASON_FILE"
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Runtime:
     instance: str
     heartbeat: Heartbeat
     engine: Engine | None = None
+    sweeper: Every | None = None
 
     def is_alive(self, instance: str) -> bool:
         return is_alive(self.redis, instance)
@@ -66,9 +68,32 @@ def current() -> Runtime:
     return _current
 
 
+def stop_worker(reason: str) -> None:
+    """This process cannot do its work: stop the whole Celery worker, exiting non-zero.
+
+    Celery logs and swallows exceptions raised in its start-up signals, and its exit code after
+    a shutdown requested by a signal is 0. So the reason goes to the file `ttsq worker`/`io`
+    named in STOP_REASON_ENV (it exits 1 with it), and SIGTERM stops the worker: a message it
+    fetched meanwhile goes back to the queue unrun, and the supervisor restarts it with back-off.
+    """
+    log.critical("cannot work, stopping the worker: %s", reason)
+    path = os.environ.get(STOP_REASON_ENV)
+    if path:
+        with open(path, "a") as f:
+            f.write(reason + "\n")
+    main = os.getppid() if os.environ.get(ROLE_ENV, "synth") == "synth" else os.getpid()
+    os.kill(main, signal.SIGTERM)
+
+
+def describe(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, TtsqError) else f"{type(exc).__name__}: {exc}"
+
+
 def _base(settings: Settings, kind: str) -> tuple[redis.Redis, JobStore, Storage, WorkerHeartbeat]:
     client = connect_redis(settings)
-    store = JobStore(client, job_ttl_s=settings.job_ttl_s, clock=utcnow)
+    store = JobStore(
+        client, job_ttl_s=settings.job_ttl_s, clock=utcnow, publish_grace_s=settings.stuck_grace_s
+    )
     beat = WorkerHeartbeat(
         instance=new_instance_name(kind),
         kind=kind,  # type: ignore[arg-type]
@@ -93,10 +118,11 @@ def start_synth(settings: Settings) -> Runtime:
         t1 = time.perf_counter()
         engine.warmup()
         t2 = time.perf_counter()
-    except EngineLoadError as exc:
-        log.critical("engine %s failed to load: %s", settings.backend, exc.message)
+    except Exception as exc:
+        # Any failure here (missing weights, an OSError from a hub lookup, CUDA OOM while
+        # warming up): a worker without an engine must not live on and swallow messages.
         heartbeat.stop()
-        os.kill(os.getppid(), signal.SIGTERM)  # stop the worker rather than respawn forever
+        stop_worker(f"engine {settings.backend} failed to start: {describe(exc)}")
         raise
     log.info(
         "engine %s loaded in %.2fs, warmed up in %.2fs (device %s, %s)",
@@ -113,42 +139,44 @@ def start_synth(settings: Settings) -> Runtime:
         ready=True,
         capabilities=engine.capabilities(),
     )
+    # Voices come and go while the worker runs: publish what the engine can use now.
+    heartbeat.refresh = lambda: {"capabilities": engine.capabilities()}
     _current = Runtime(settings, client, store, storage, beat.instance, heartbeat, engine)
     return _current
 
 
 def start_io(settings: Settings, app: Celery) -> Runtime:
-    """Start the I/O worker's heartbeat, which also runs the sweeper."""
+    """Check storage, then start the I/O worker's heartbeat and, apart from it, the sweeper."""
     global _current
     client, store, storage, beat = _base(settings, "io")
-    if isinstance(storage, S3Storage):
-        storage.ensure_bucket()
+    problem = storage_problem(settings)
+    if problem is not None:
+        stop_worker(f"storage is not usable: {problem}")
+        raise RuntimeError(problem)
     beat.ready = True
-    run_sweep = partial(
-        sweep,
+    sweeper = Sweeper(
         store=store,
         storage=storage,
-        is_alive=partial(is_alive, client),
         publish_synthesis=partial(publish_synthesis, app),
         publish_upload=partial(publish_upload, app),
-        publish_grace_s=settings.heartbeat_ttl_s,
-        upload_stall_s=settings.upload_backoff_max_s + settings.heartbeat_ttl_s,
+        grace_s=settings.stuck_grace_s,
+        upload_lease_s=settings.upload_lease_s,
     )
     heartbeat = Heartbeat(
-        client,
-        beat,
-        interval_s=settings.heartbeat_interval_s,
-        ttl_s=settings.heartbeat_ttl_s,
-        also=run_sweep,
-        also_every_s=settings.sweep_interval_s,
+        client, beat, interval_s=settings.heartbeat_interval_s, ttl_s=settings.heartbeat_ttl_s
     )
     heartbeat.start()
-    _current = Runtime(settings, client, store, storage, beat.instance, heartbeat)
+    # Its own thread: a slow sweep (S3 deletes on expiry) never delays the heartbeat.
+    sweeping = Every(settings.sweep_interval_s, sweeper.run, name="ttsq-sweeper")
+    sweeping.start()
+    _current = Runtime(settings, client, store, storage, beat.instance, heartbeat, None, sweeping)
     return _current
 
 
 def stop() -> None:
     global _current
     if _current is not None:
+        if _current.sweeper is not None:
+            _current.sweeper.stop()
         _current.heartbeat.stop()
         _current = None

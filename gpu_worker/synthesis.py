@@ -25,7 +25,8 @@ class Next(StrEnum):
     done = "done"
     #: The audio waits in the hand-off; send an upload task.
     upload = "upload"
-    #: The job went back to the queue; send it again after `retry_in` seconds.
+    #: The job went back to the queue, in the outbox: the sweeper sends it after `retry_in`
+    #: seconds (never a delayed message, which a dead worker would hold unacked for hours).
     retry = "retry"
 
 
@@ -47,6 +48,7 @@ def run_synthesis(
     instance: str,
     is_alive: Callable[[str], bool],
     max_attempts: int,
+    upload_lease_s: float = 20.0,
     retry_base_s: float = 1.0,
 ) -> SynthesisOutcome:
     log = job_log(__name__, job_id)
@@ -88,7 +90,13 @@ def run_synthesis(
     synth_s = time.perf_counter() - started
     wav = encode_wav(out.pcm16, out.sample_rate)
     if not store.mark_synthesized(
-        job_id, instance, wav, synth_s=synth_s, duration_s=out.duration_s, warnings=out.warnings
+        job_id,
+        instance,
+        wav,
+        synth_s=synth_s,
+        duration_s=out.duration_s,
+        warnings=out.warnings,
+        upload_lease_s=upload_lease_s,
     ):
         log.info("audio discarded: the job was canceled or taken over meanwhile")
         return SynthesisOutcome(Next.done)
@@ -111,8 +119,8 @@ def _retry_or_fail(
         log.error("failed after %s attempts: %s", attempts, message)
         store.fail(job_id, code, f"{message} (after {attempts} attempts)")
         return SynthesisOutcome(Next.done)
-    if not store.requeue(job_id, only_from=instance):
-        return SynthesisOutcome(Next.done)
     delay = backoff(attempts, retry_base_s, 30.0)
+    if not store.requeue(job_id, only_from=instance, delay_s=delay):
+        return SynthesisOutcome(Next.done)
     log.warning("%s; back in the queue, retry in %.1fs", message, delay)
     return SynthesisOutcome(Next.retry, retry_in=delay)

@@ -10,13 +10,16 @@ import logging
 import os
 from typing import Any
 
+import redis
 from celery import Task
+from celery.exceptions import Reject
 from celery.signals import (
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
     worker_shutdown,
 )
+from kombu.exceptions import OperationalError
 
 from common import keys
 from common.queue import make_celery, publish_synthesis, publish_upload
@@ -30,10 +33,23 @@ log = logging.getLogger(__name__)
 settings = Settings()
 app = make_celery(settings)
 
+#: Redis or the broker failed mid-task: the task is sent again (a few times, backing off). If
+#: that fails too, the job is not lost: the sweeper finds it (outbox, heartbeat, lease).
+REDIS_DOWN = (redis.RedisError, OperationalError)
+_RETRY = {"autoretry_for": REDIS_DOWN, "retry_backoff": 1, "retry_backoff_max": 30}
 
-@app.task(name=keys.TASK_SYNTHESIZE, bind=True)
+
+def _runtime() -> runtime.Runtime:
+    try:
+        return runtime.current()
+    except RuntimeError:
+        # This process failed to start and is being stopped: give the message back unrun.
+        raise Reject("this worker process has no runtime", requeue=True) from None
+
+
+@app.task(name=keys.TASK_SYNTHESIZE, bind=True, max_retries=5, **_RETRY)
 def synthesize(self: Task, job_id: str) -> None:
-    rt = runtime.current()
+    rt = _runtime()
     rt.heartbeat.update(current_job=job_id)
     try:
         outcome = run_synthesis(
@@ -43,19 +59,18 @@ def synthesize(self: Task, job_id: str) -> None:
             instance=rt.instance,
             is_alive=rt.is_alive,
             max_attempts=rt.settings.max_attempts,
+            upload_lease_s=rt.settings.stuck_grace_s,
         )
     finally:
         rt.heartbeat.update(current_job=None, jobs_done=rt.heartbeat.beat.jobs_done + 1)
     if outcome.next == Next.upload:
         publish_upload(app, job_id)
-    elif outcome.next == Next.retry:
-        publish_synthesis(app, job_id, countdown=outcome.retry_in)
     recycle.check_gpu_memory(rt.engine_memory_mb(), rt.settings.recycle_gpu_memory_mb)
 
 
-@app.task(name=keys.TASK_UPLOAD, bind=True, max_retries=None)
+@app.task(name=keys.TASK_UPLOAD, bind=True, max_retries=None, **_RETRY)
 def upload(self: Task, job_id: str) -> None:
-    rt = runtime.current()
+    rt = _runtime()
     outcome = run_upload(
         job_id,
         store=rt.store,
@@ -64,9 +79,11 @@ def upload(self: Task, job_id: str) -> None:
         max_attempts=rt.settings.upload_max_attempts,
         backoff_s=rt.settings.upload_backoff_s,
         backoff_max_s=rt.settings.upload_backoff_max_s,
+        lease_s=rt.settings.upload_lease_s,
     )
     if outcome.resynthesize:
         publish_synthesis(app, job_id)
+        rt.store.mark_published(job_id)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
 

@@ -35,9 +35,11 @@ def run_upload(
     max_attempts: int,
     backoff_s: float,
     backoff_max_s: float,
+    lease_s: float = 60.0,
 ) -> UploadOutcome:
+    """One attempt; `lease_s` bounds how long it may take (the sweeper waits that long)."""
     log = job_log(__name__, job_id)
-    job = store.touch_upload(job_id)
+    job = store.touch_upload(job_id, lease_s)
     if job is None:
         return UploadOutcome()
     data = store.handoff_audio(job_id)
@@ -59,6 +61,7 @@ def run_upload(
             return UploadOutcome()
         delay = backoff(attempt + 1, backoff_s, backoff_max_s)
         log.warning("%s; upload attempt %s, retry in %.1fs", exc.message, attempt + 1, delay)
+        store.touch_upload(job_id, delay + lease_s)  # the wait is not a stall
         return UploadOutcome(retry_in=delay)
     if store.mark_succeeded(job_id, describe_wav(key, data)):
         log.info("succeeded: %s bytes at %s", len(data), key)
@@ -66,5 +69,9 @@ def run_upload(
     after = store.get(job_id)
     if after is None or after.status != JobStatus.succeeded:
         log.info("canceled while uploading; removing %s", key)
-        storage.delete(key)
+        try:
+            storage.delete(key)
+        except StorageUnavailable as exc:
+            log.warning("%s; the sweeper will delete %s later", exc.message, key)
+            store.note_orphan_object(key)
     return UploadOutcome()

@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 
 from pydantic import ValidationError
 
@@ -24,6 +25,33 @@ def _settings() -> Settings:
         sys.exit(f"ttsq: bad settings:\n{exc}")
 
 
+def _require_redis(settings: Settings, piece: str, wait_s: float = 10.0) -> None:
+    """Outside `ttsq up`, Redis is named and reachable at start, or the piece exits saying so
+    (a supervisor restarts it with back-off). A running piece rides out an outage instead."""
+    import redis
+
+    from common.queue import connect_redis
+
+    if not settings.redis_url:
+        sys.exit(
+            f"ttsq {piece}: TTS_REDIS_URL is not set (only `ttsq up` starts an embedded Redis)"
+        )
+    client = connect_redis(settings)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.RedisError as exc:
+            if time.monotonic() > deadline:
+                where = client.connection_pool.connection_kwargs
+                sys.exit(
+                    f"ttsq {piece}: cannot reach Redis at {where.get('host')}:"
+                    f"{where.get('port')}: {exc}"
+                )
+            time.sleep(0.5)
+
+
 def cmd_up(_: argparse.Namespace) -> int:
     from ttsq.stack import run_stack
 
@@ -35,6 +63,7 @@ def cmd_api(_: argparse.Namespace) -> int:
     from api.server import serve
 
     settings = _settings()
+    _require_redis(settings, "api")
     try:
         app = create_app(settings)
     except SettingsError as exc:
@@ -43,17 +72,38 @@ def cmd_api(_: argparse.Namespace) -> int:
 
 
 def _celery_worker(role: str, argv: list[str]) -> int:
-    os.environ["TTSQ_WORKER_ROLE"] = role
+    """Run a Celery worker; exit 1 with the reason if it stopped because it could not work."""
+    import tempfile
+
+    from gpu_worker import runtime
+
+    os.environ[runtime.ROLE_ENV] = role
+    fd, reason_file = tempfile.mkstemp(prefix=f"ttsq-{role}-", suffix=".stop")
+    os.close(fd)
+    os.environ[runtime.STOP_REASON_ENV] = reason_file
     from gpu_worker.tasks import app
 
-    app.worker_main(["worker", "--loglevel", "INFO", "-E", *argv])
-    return 0
+    # A node name per process, so two workers on one host never share one in Flower.
+    name = f"{role}-{os.getpid()}@%h"
+    code: int | str | None = 0
+    try:
+        app.worker_main(["worker", "--loglevel", "INFO", "-E", "--hostname", name, *argv])
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        with open(reason_file) as f:
+            reason = f.read().strip()
+        os.unlink(reason_file)
+    if reason:
+        sys.exit(f"ttsq {role}: {reason}")
+    return code if isinstance(code, int) else 1
 
 
 def cmd_worker(_: argparse.Namespace) -> int:
     from gpu_worker.engines import resolve
 
     settings = _settings()
+    _require_redis(settings, "worker")
     try:
         engine_cls = resolve(settings.backend)
         preflight = getattr(engine_cls, "preflight", None)
@@ -70,8 +120,6 @@ def cmd_worker(_: argparse.Namespace) -> int:
         "prefork",
         "--concurrency",
         "1",
-        "--hostname",
-        "synth@%h",
         "--max-memory-per-child",
         str(NEVER_KB),
     ]
@@ -81,17 +129,14 @@ def cmd_worker(_: argparse.Namespace) -> int:
 
 
 def cmd_io(_: argparse.Namespace) -> int:
+    from common.storage import storage_problem
+
     settings = _settings()
-    argv = [
-        "-Q",
-        keys.IO_QUEUE,
-        "--pool",
-        "threads",
-        "--concurrency",
-        str(settings.io_concurrency),
-        "--hostname",
-        "io@%h",
-    ]
+    _require_redis(settings, "io")
+    problem = storage_problem(settings)
+    if problem is not None:
+        sys.exit(f"ttsq io: storage is not usable: {problem}")
+    argv = ["-Q", keys.IO_QUEUE, "--pool", "threads", "--concurrency", str(settings.io_concurrency)]
     return _celery_worker("io", argv)
 
 
@@ -99,6 +144,7 @@ def cmd_flower(_: argparse.Namespace) -> int:
     from gpu_worker.tasks import app
 
     settings = _settings()
+    _require_redis(settings, "flower")
     # Flower has no auth of its own here: loopback only; reach it through an SSH tunnel.
     app.start(["flower", f"--port={settings.flower_port}", "--address=127.0.0.1"])
     return 0

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from common.errors import EngineInputError, TransientError
-from common.schemas import JobRequest
+from common.schemas import EngineCapabilities, JobRequest
 from common.settings import Settings
 from gpu_worker.engines.base import SynthesisOutput
 from gpu_worker.engines.espeak import EspeakEngine
@@ -54,3 +54,37 @@ class ScriptedEngine(EspeakEngine):
 def calls(ledger_dir: Path, probe: str) -> int:
     path = ledger_dir / probe
     return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+class BrokenEngine(ScriptedEngine):
+    """An engine that cannot start: TTS_TEST_BROKEN=build raises from the constructor (as a
+    model dir with a missing file does), =warmup raises CUDA OOM while warming up."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        if os.environ.get("TTS_TEST_BROKEN", "build") == "build":
+            raise RuntimeError("scripted: the model could not be built")
+        super().__init__(settings)
+
+    def warmup(self) -> None:
+        raise TransientError("CUDA out of memory (scripted, during warm-up)")
+
+
+class VoiceDirEngine(ScriptedEngine):
+    """Lists the voices in `<data dir>/voices` (read live, as IndexTTS2's are) and speaks any
+    of them with eSpeak's default voice."""
+
+    name = "voice-dir-espeak"
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__(settings)
+        self.voices_dir = (settings or Settings()).data_dir / "voices"
+
+    def capabilities(self) -> EngineCapabilities:
+        caps = super().capabilities()
+        caps.voices = sorted(p.stem for p in self.voices_dir.glob("*.wav"))
+        return caps
+
+    def synthesize(self, request: JobRequest) -> SynthesisOutput:
+        if request.voice is not None and request.voice not in self.capabilities().voices:
+            raise EngineInputError(f"voice: no voice {request.voice!r} on this worker")
+        return super().synthesize(request.model_copy(update={"voice": None}))

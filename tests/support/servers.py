@@ -60,6 +60,12 @@ class RedisServer:
             self.proc.terminate()  # SIGTERM: redis writes its append-only file and exits
             self.proc.wait(10)
 
+    def kill(self) -> None:
+        """SIGKILL: no final write; what the append-only file had not yet synced is lost."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
     def restart(self, down_s: float = 0.0) -> None:
         self.stop()
         time.sleep(down_s)

@@ -88,6 +88,15 @@ class Stack:
         self.wait_ready()
         return self
 
+    def wait_api(self, timeout: float = 30) -> None:
+        def up() -> bool:
+            try:
+                return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, timeout, "the API to answer", every=0.1)
+
     def wait_ready(self, timeout: float = 60) -> None:
         def ready() -> bool:
             try:

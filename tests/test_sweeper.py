@@ -1,0 +1,293 @@
+"""The sweeper against a real Redis: every kind of stuck job is found, and sent again once.
+
+The clock, the workers' heartbeats and the broker's messages are injected, so each test sets
+up exactly the stuck state the hardening issue reproduced and checks what the sweeper does.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from common import keys
+from common.errors import StorageUnavailable
+from common.jobstore import JobStore
+from common.schemas import JobRequest, JobStatus, Stage
+from gpu_worker.housekeeping import Sweeper
+from gpu_worker.synthesis import run_synthesis
+from gpu_worker.upload import run_upload
+from tests.test_synthesis_unit import FakeEngine, FakeStorage
+
+GRACE = 30.0
+LEASE = 60.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class World:
+    store: JobStore
+    clock: Clock
+    storage: FakeStorage = field(default_factory=FakeStorage)
+    #: instance -> job it is on, for the live workers
+    beats: dict[str, str | None] = field(default_factory=dict)
+    #: job ids with a message in the broker
+    messages: set[str] = field(default_factory=set)
+    sent: list[tuple[str, str]] = field(default_factory=list)
+
+    def sweeper(self) -> Sweeper:
+        return Sweeper(
+            store=self.store,
+            storage=self.storage,
+            publish_synthesis=lambda j: self.sent.append(("synth", j)),
+            publish_upload=lambda j: self.sent.append(("upload", j)),
+            grace_s=GRACE,
+            upload_lease_s=LEASE,
+            heartbeats=lambda: dict(self.beats),
+            messages=lambda: set(self.messages),
+        )
+
+    def submit(self) -> str:
+        job = self.store.create("o", JobRequest(text="hello"))
+        self.store.mark_published(job.id)
+        self.messages.add(job.id)
+        return job.id
+
+    def claim(self, job_id: str, worker: str) -> None:
+        self.messages.discard(job_id)
+        self.beats[worker] = job_id
+        self.store.claim(job_id, worker, is_alive=lambda w: w in self.beats, max_attempts=3)
+
+
+@pytest.fixture
+def world(store: JobStore) -> Iterator[World]:
+    clock = Clock()
+    yield World(JobStore(store.redis, job_ttl_s=3600, clock=clock, publish_grace_s=GRACE), clock)
+
+
+def test_a_job_stored_but_never_published_is_sent_after_the_grace_once(world: World) -> None:
+    job = world.store.create("o", JobRequest(text="the API died before publishing"))
+    world.sweeper().run()
+    assert world.sent == []  # the API may still publish it
+    world.clock.advance(GRACE + 1)
+    world.sweeper().run()
+    world.sweeper().run()
+    assert world.sent == [("synth", job.id)]
+
+
+def test_a_job_whose_task_died_after_the_claim_is_requeued_once(world: World) -> None:
+    job_id = world.submit()
+    world.claim(job_id, "w1")
+    world.beats["w1"] = None  # the task raised (a Redis error after claim); the worker lives on
+    world.sweeper().run()
+    assert world.sent == []  # within the grace: it may have just claimed
+    world.clock.advance(GRACE + 1)
+    world.sweeper().run()
+    world.sweeper().run()
+    assert world.sent == [("synth", job_id)]
+    job = world.store.get(job_id)
+    assert job and job.status == JobStatus.queued and job.worker is None
+    assert world.store.redis.hget(keys.SWEEP_COUNTS, "rescued") == b"1"
+
+
+def test_a_long_job_on_a_worker_that_is_on_it_is_left_alone(world: World) -> None:
+    job_id = world.submit()
+    world.claim(job_id, "w1")
+    world.clock.advance(GRACE * 10)
+    world.sweeper().run()
+    assert world.sent == []
+    assert world.store.get(job_id).status == JobStatus.running  # type: ignore[union-attr]
+
+
+def test_a_dead_workers_job_goes_back_at_once(world: World) -> None:
+    job_id = world.submit()
+    world.claim(job_id, "w1")
+    del world.beats["w1"]
+    world.sweeper().run()
+    assert world.sent == [("synth", job_id)]
+
+
+def test_a_queued_job_with_no_message_is_sent_again_after_two_looks(world: World) -> None:
+    lost = world.submit()
+    fine = world.submit()
+    world.messages.discard(lost)  # Redis was killed and forgot the message
+    sweeper = world.sweeper()
+    sweeper.run()
+    assert world.sent == []  # one look could be a message in transit
+    world.clock.advance(GRACE + 1)
+    sweeper._last_orphan_check = 0.0
+    sweeper.run()
+    assert world.sent == [("synth", lost)]
+    world.messages.add(lost)
+    world.clock.advance(GRACE + 1)
+    sweeper._last_orphan_check = 0.0
+    sweeper.run()
+    assert world.sent == [("synth", lost)] and fine not in dict(world.sent).values()
+
+
+def test_a_message_that_reappears_clears_the_suspicion(world: World) -> None:
+    job_id = world.submit()
+    world.messages.discard(job_id)
+    sweeper = world.sweeper()
+    sweeper.run()
+    world.messages.add(job_id)
+    world.clock.advance(GRACE + 1)
+    sweeper._last_orphan_check = 0.0
+    sweeper.run()
+    world.messages.discard(job_id)
+    sweeper._last_orphan_check = 0.0
+    sweeper.run()  # seen missing again, but only once since it reappeared
+    assert world.sent == []
+
+
+def test_two_sweepers_at_once_send_a_stuck_job_once(world: World) -> None:
+    jobs = [world.store.create("o", JobRequest(text=f"job {i}")).id for i in range(20)]
+    world.clock.advance(GRACE + 1)
+    barrier = threading.Barrier(4)
+
+    def sweep() -> None:
+        barrier.wait()
+        world.sweeper().run()
+
+    threads = [threading.Thread(target=sweep) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(j for _, j in world.sent) == sorted(jobs)
+
+
+def test_a_transient_engine_error_retries_through_the_outbox_when_due(world: World) -> None:
+    job_id = world.submit()
+    world.claim(job_id, "w1")
+    world.store.requeue(job_id, only_from="w1", delay_s=8)
+    world.sweeper().run()
+    assert world.sent == []
+    world.clock.advance(9)
+    world.sweeper().run()
+    assert world.sent == [("synth", job_id)]
+
+
+def uploading(world: World) -> str:
+    job_id = world.submit()
+    world.messages.discard(job_id)
+    outcome = run_synthesis(
+        job_id,
+        store=world.store,
+        engine=FakeEngine(),
+        instance="w1",
+        is_alive=lambda _: True,
+        max_attempts=3,
+        upload_lease_s=GRACE,
+    )
+    assert outcome.next == "upload"
+    return job_id
+
+
+def test_an_upload_that_was_never_sent_is_sent_once_after_its_lease(world: World) -> None:
+    job_id = uploading(world)
+    world.sweeper().run()
+    assert world.sent == []
+    world.clock.advance(GRACE + 1)
+    world.sweeper().run()
+    world.sweeper().run()
+    assert world.sent == [("upload", job_id)]
+
+
+def test_an_upload_waiting_out_its_backoff_is_not_sent_twice(world: World) -> None:
+    job_id = uploading(world)
+    storage = FakeStorage(failures=1)
+    outcome = run_upload(
+        job_id,
+        store=world.store,
+        storage=storage,
+        attempt=6,
+        max_attempts=8,
+        backoff_s=1,
+        backoff_max_s=60,
+        lease_s=LEASE,
+    )
+    assert outcome.retry_in == 60
+    world.clock.advance(60 + 35)  # the 80 s stall threshold of old would resend here
+    world.sweeper().run()
+    assert world.sent == []
+    world.clock.advance(LEASE)
+    world.sweeper().run()
+    assert world.sent == [("upload", job_id)]
+
+
+def test_audio_of_a_job_canceled_mid_upload_is_deleted_even_if_storage_fails_once(
+    world: World,
+) -> None:
+    job_id = uploading(world)
+
+    class CancelOnPut(FakeStorage):
+        delete_failures = 1
+
+        def put(self, key: str, data: bytes, content_type: str) -> None:
+            super().put(key, data, content_type)
+            world.store.cancel(job_id, "o")
+
+        def delete(self, key: str) -> None:
+            if self.delete_failures:
+                self.delete_failures -= 1
+                raise StorageUnavailable("storage delete failed: 503")
+            super().delete(key)
+
+    storage = CancelOnPut()
+    run_upload(
+        job_id,
+        store=world.store,
+        storage=storage,
+        attempt=0,
+        max_attempts=3,
+        backoff_s=1,
+        backoff_max_s=1,
+    )
+    assert list(storage.objects) == [f"audio/{job_id}.wav"]  # the delete failed
+    world.storage = storage
+    world.sweeper().run()
+    assert storage.objects == {}
+    assert world.store.get(job_id).status == JobStatus.canceled  # type: ignore[union-attr]
+
+
+def test_claim_and_cancel_racing_leave_one_consistent_end(world: World) -> None:
+    for _ in range(30):
+        job_id = world.submit()
+        barrier = threading.Barrier(2)
+
+        def claim(job_id: str = job_id) -> None:
+            barrier.wait()
+            world.store.claim(job_id, "w1", is_alive=lambda _: True, max_attempts=3)
+
+        def cancel(job_id: str = job_id) -> None:
+            barrier.wait()
+            world.store.cancel(job_id, "o")
+
+        threads = [threading.Thread(target=claim), threading.Thread(target=cancel)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        job = world.store.get(job_id)
+        assert job and job.status == JobStatus.canceled and job.stage is None
+        redis = world.store.redis
+        assert redis.zscore(keys.QUEUED, job_id) is None
+        assert redis.zscore(keys.RUNNING, job_id) is None
+        assert not world.store.mark_synthesized(
+            job_id, "w1", b"RIFF", synth_s=1, duration_s=1, warnings=[]
+        )
+    assert world.store.get(job_id).stage != Stage.uploading  # type: ignore[union-attr]
