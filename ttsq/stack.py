@@ -35,13 +35,20 @@ def ensure_api_key(settings: Settings) -> str | None:
 
 
 def run_stack(settings: Settings) -> int:
-    env = dict(os.environ)
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        return _run(settings, procs)
+    finally:
+        _stop_all(procs)  # whatever started, even if a later piece failed to
+
+
+def _run(settings: Settings, procs: dict[str, subprocess.Popen[bytes]]) -> int:
+    env = dict(os.environ)
     generated_key = ensure_api_key(settings)
     if generated_key:
         env["TTS_API_KEY"] = generated_key
     if not settings.redis_url:
-        port = embedded_redis.DEFAULT_PORT
+        port = settings.embedded_redis_port
         if not embedded_redis.port_free(port):
             print(f"port {port} is taken: is another `ttsq up` running?", file=sys.stderr)
             return 1
@@ -76,7 +83,6 @@ def run_stack(settings: Settings) -> int:
                 print(f"{name} exited with {proc.returncode}; stopping the stack", file=sys.stderr)
                 stopping, code = True, 1
         time.sleep(0.5)
-    _stop_all(procs)
     return code
 
 
