@@ -7,13 +7,16 @@ its own stack (own Redis, own S3 server) because it breaks things.
 from __future__ import annotations
 
 import signal
-import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+import redis
 
+from common import keys
+from common.queue import broker_job_ids
 from tests.support.engines import calls
 from tests.support.servers import wait_for
 from tests.support.stack import Stack
@@ -30,6 +33,14 @@ def objects_for(stack: Stack, job_id: str) -> list[str]:
     return [key for key in stack.s3.objects() if job_id in key]  # type: ignore[union-attr]
 
 
+def worker_logs(stack: Stack) -> str:
+    return "".join(path.read_text() for path in (stack.tmp / "logs").glob("worker*.log"))
+
+
+def upload_retries(stack: Stack) -> int:
+    return (stack.tmp / "logs" / "io.log").read_text().count("retry in")
+
+
 def wait_engine_ready(stack: Stack, workers: int = 1) -> None:
     def ready() -> bool:
         try:
@@ -42,7 +53,8 @@ def wait_engine_ready(stack: Stack, workers: int = 1) -> None:
 
 
 def test_worker_sigkilled_mid_job_runs_it_again_and_it_succeeds_once(make_stack: MakeStack) -> None:
-    stack = make_stack().start()
+    # A short visibility timeout: the dead worker's unacked message comes back within the test.
+    stack = make_stack(TTS_VISIBILITY_TIMEOUT_S="3").start()
     p = probe()
     job = stack.submit(text="survive a crash", metadata={"probe": p, "script": "sleep_once:4"})
     wait_for(lambda: calls(stack.ledger, p) == 1, 20, "the engine to start the job")
@@ -52,7 +64,7 @@ def test_worker_sigkilled_mid_job_runs_it_again_and_it_succeeds_once(make_stack:
     assert done["status"] == "succeeded", done
     assert done["attempts"] == 2 and calls(stack.ledger, p) == 2
     assert objects_for(stack, job["id"]) == [f"audio/{job['id']}.wav"]
-    time.sleep(2)  # a late duplicate delivery would show up here
+    wait_for(lambda: f"[job {job['id']}] skipped" in worker_logs(stack), 30, "the redelivery")
     assert stack.get(job["id"])["status"] == "succeeded" and calls(stack.ledger, p) == 2
 
 
@@ -78,8 +90,8 @@ def test_io_worker_killed_mid_upload_during_an_outage_still_delivers(make_stack:
     p = probe()
     job = stack.submit(text="upload me", metadata={"probe": p})
     stack.wait_status(job["id"], "running", stage="uploading")
-    time.sleep(1.5)  # a few failed attempts, the next one waiting in the killed worker
-    stack.io.kill()
+    wait_for(lambda: upload_retries(stack) >= 2, 20, "failed upload attempts")
+    stack.io.kill()  # the next attempt was waiting in the killed worker
     stack.s3.start()  # type: ignore[union-attr]
     stack.io.start()
     done = stack.wait_end(job["id"], timeout=40)
@@ -115,7 +127,7 @@ def test_storage_outage_is_retried_with_backoff_until_storage_returns(
     p = probe()
     job = stack.submit(text="patience", metadata={"probe": p})
     stack.wait_status(job["id"], "running", stage="uploading")
-    time.sleep(3)
+    wait_for(lambda: upload_retries(stack) >= 3, 20, "three failed upload attempts")
     assert stack.get(job["id"])["status"] == "running"
     stack.s3.start()  # type: ignore[union-attr]
     done = stack.wait_end(job["id"], timeout=30)
@@ -149,7 +161,8 @@ def test_a_poison_job_fails_after_bounded_attempts_and_the_worker_carries_on(
     assert calls(stack.ledger, p) == 3  # TTS_MAX_ATTEMPTS, then never again
     wait_engine_ready(stack)
     assert stack.wait_end(stack.submit(text="next")["id"])["status"] == "succeeded"
-    time.sleep(2)
+    client = redis.Redis.from_url(stack.env["TTS_REDIS_URL"])
+    assert poison["id"] not in broker_job_ids(client, keys.SYNTH_QUEUE)  # nothing left to run it
     assert calls(stack.ledger, p) == 3
 
 
@@ -162,8 +175,7 @@ def test_a_job_longer_than_the_visibility_timeout_is_not_run_twice(make_stack: M
     done = stack.wait_end(job["id"], timeout=40)
     assert done["status"] == "succeeded" and done["attempts"] == 1
     assert calls(stack.ledger, p) == 1
-    logs = "".join(path.read_text() for path in (stack.tmp / "logs").glob("worker*.log"))
-    assert f"[job {job['id']}] skipped" in logs  # the redelivery happened, and was refused
+    assert f"[job {job['id']}] skipped" in worker_logs(stack)  # redelivered, and refused
 
 
 def test_sigterm_lets_the_job_in_hand_finish_and_leaves_the_queue_intact(
@@ -187,7 +199,8 @@ def test_sigterm_lets_the_job_in_hand_finish_and_leaves_the_queue_intact(
 def test_jobs_and_audio_expire_after_the_ttl_and_nothing_else_goes(make_stack: MakeStack) -> None:
     stack = make_stack(TTS_JOB_TTL_S="4").start()
     old = stack.wait_end(stack.submit(text="old")["id"])
-    time.sleep(2.5)
+    ended = datetime.fromisoformat(old["finished_at"])
+    wait_for(lambda: datetime.now(UTC) - ended > timedelta(seconds=2.5), 5, "a gap between jobs")
     new = stack.wait_end(stack.submit(text="new")["id"])
 
     def gone() -> bool:
