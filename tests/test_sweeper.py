@@ -7,9 +7,11 @@ up exactly the stuck state the hardening issue reproduced and checks what the sw
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -291,3 +293,38 @@ def test_claim_and_cancel_racing_leave_one_consistent_end(world: World) -> None:
             job_id, "w1", b"RIFF", synth_s=1, duration_s=1, warnings=[]
         )
     assert world.store.get(job_id).stage != Stage.uploading  # type: ignore[union-attr]
+
+
+def test_a_slow_sweep_never_lets_the_io_workers_heartbeat_expire(
+    store: JobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from common.queue import make_celery
+    from common.settings import Settings
+    from common.workers import is_alive
+    from gpu_worker import runtime
+    from gpu_worker.housekeeping import Sweeper
+
+    url = store.redis.connection_pool.connection_kwargs
+    settings = Settings(
+        redis_url=f"redis://{url['host']}:{url['port']}/9",
+        data_dir=tmp_path,
+        heartbeat_interval_s=0.1,
+        heartbeat_ttl_s=0.5,
+        sweep_interval_s=0.05,  # below the heartbeat interval: allowed
+    )
+    sweeping = threading.Event()
+
+    def slow_sweep(self: Sweeper) -> object:
+        sweeping.set()
+        time.sleep(2)  # S3 deletes at their 5 + 30 s timeouts, in miniature
+        return None
+
+    monkeypatch.setattr(Sweeper, "sweep", slow_sweep)
+    rt = runtime.start_io(settings, make_celery(settings))
+    try:
+        assert sweeping.wait(5)
+        for _ in range(15):
+            assert is_alive(store.redis, rt.instance)
+            time.sleep(0.1)
+    finally:
+        runtime.stop()
