@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean indextts-venv
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH"; exit 1; }
@@ -15,14 +15,30 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The real IndexTTS2 code (PyPI's tts-webui-index-tts 2.0.1) for tests/test_real_indextts.py:
+# its own venv (it needs numpy<2), CPU torch, no weights (the tests build tiny random ones).
+IVENV ?= .venv-indextts
+ISTAMP := $(IVENV)/.installed
+
+$(ISTAMP): pyproject.toml tools/requirements-indextts.txt tools/requirements-indextts-nodeps.txt
+	test -x $(IVENV)/bin/python || $(PY) -m venv $(IVENV)
+	$(IVENV)/bin/python -m pip install --quiet --upgrade pip
+	$(IVENV)/bin/python -m pip install --quiet -r tools/requirements-indextts.txt -e .
+	$(IVENV)/bin/python -m pip install --quiet --no-deps -r tools/requirements-indextts-nodeps.txt
+	rm -f $(IVENV)/lib/python3.11/site-packages/torchaudio/lib/*.so
+	$(IVENV)/bin/python -c "import torchaudio.compliance.kaldi, indextts.infer_v2"
+	touch $(ISTAMP)
+
+indextts-venv: $(ISTAMP)
+
 run: $(STAMP)
 	$(BIN)/ttsq up
 
-test: $(STAMP)
+test: $(STAMP) $(ISTAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy api common gpu_worker ttsq
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) $(IVENV) var .pytest_cache

@@ -1,0 +1,228 @@
+"""The real upstream IndexTTS2 code (PyPI's tts-webui-index-tts 2.0.1) behind the whole stack.
+
+`ttsq worker` runs in `.venv-indextts` (`make indextts-venv`) with TTS_BACKEND=index_tts2 on a
+model dir of tiny random weights that tools/tiny_indextts.py builds here in seconds; the API, the
+I/O worker, Redis and the S3 server are the usual ones. Random weights make noise, not speech,
+but a planted stop token makes every segment exactly CODES codes long, so the audio's length
+shows what the model was asked: 1.72 mel frames per code, 256 samples per frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.servers import Piece, RedisServer, S3Server, wait_for
+from tests.support.stack import Stack, wav_ok
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[1]
+IVENV_PYTHON = REPO / ".venv-indextts" / "bin" / "python"
+CODES = 80
+SEGMENT_SAMPLES = int(CODES * 1.72) * 256
+
+
+class RealWorker(Piece):
+    """`ttsq worker` on the real-engine venv's interpreter, started from the repo root (a
+    working directory that is not the model's)."""
+
+    def start(self) -> Piece:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [str(IVENV_PYTHON), "-m", "ttsq.cli", self.command],
+                env=self.env,
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    assert IVENV_PYTHON.exists(), "the real-engine venv is missing: run `make indextts-venv`"
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    subprocess.run(
+        [
+            str(IVENV_PYTHON),
+            str(REPO / "tools" / "tiny_indextts.py"),
+            str(out),
+            "--codes",
+            str(CODES),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def real_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_server: RedisServer,
+    s3_server: S3Server,
+    tiny_model: Path,
+) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("real")
+    voices = tmp / "data" / "voices"
+    voices.mkdir(parents=True)
+    from common.schemas import JobRequest
+    from common.wav import encode_wav
+    from gpu_worker.engines.espeak import EspeakEngine
+
+    for name, line in (("narrator", "This is the narrator."), ("angry", "Get out of here!")):
+        out = EspeakEngine().synthesize(JobRequest(text=line))
+        (voices / f"{name}.wav").write_bytes(encode_wav(out.pcm16, out.sample_rate))
+    stack = Stack(
+        tmp,
+        redis_server,
+        s3_server,
+        db=3,
+        TTS_BACKEND="index_tts2",
+        INDEXTTS_MODEL_DIR=str(tiny_model),
+        INDEXTTS_USE_FP16="false",
+        INDEXTTS_DEVICE="cpu",
+        TTS_HEARTBEAT_TTL_S="60",  # a CPU job on 2 busy cores can outlast the default
+        TTS_VISIBILITY_TIMEOUT_S="600",
+    )
+    stack.worker = RealWorker("worker", stack.env, tmp / "logs" / "worker.log")
+    for piece in (stack.api, stack.worker, stack.io):
+        piece.start()
+    try:
+        stack.wait_ready(timeout=400)  # first start builds the normaliser's rules (~1 min)
+    except AssertionError:
+        stack.stop()
+        raise AssertionError(stack.logs()) from None
+    yield stack
+    stack.stop()
+
+
+def audio_of(stack: Stack, job: dict[str, object], timeout: float = 180) -> tuple[dict, bytes]:
+    done = stack.wait_end(str(job["id"]), timeout=timeout)
+    assert done["status"] == "succeeded", (done, stack.logs())
+    audio = httpx.get(done["audio"]["url"], timeout=10).content
+    assert hashlib.sha256(audio).hexdigest() == done["audio"]["sha256"]
+    return done, audio
+
+
+def samples(audio: bytes) -> int:
+    import io
+    import wave
+
+    with wave.open(io.BytesIO(audio)) as w:
+        return w.getnframes()
+
+
+def test_the_worker_reports_the_real_package_and_is_ready(real_stack: Stack) -> None:
+    info = httpx.get(f"{real_stack.url}/v1/engine", headers=real_stack.headers()).json()
+    worker = info["workers"][0]
+    assert worker["ready"]
+    assert "tts-webui" in worker["model_version"] and "2.0.1" in worker["model_version"]
+    assert "weights tiny-random" in worker["model_version"]
+    caps = info["engines"][0]
+    assert set(caps["emotion"]) == {"audio", "alpha", "vector", "text", "random"}
+    assert "interval_silence" in caps["generation"]
+
+
+def test_plain_text_becomes_one_segment_of_audio(real_stack: Stack) -> None:
+    done, audio = audio_of(real_stack, real_stack.submit(text="你好世界。"))
+    assert samples(audio) == SEGMENT_SAMPLES and not done["warnings"]
+    assert wav_ok(audio) > 0.5
+    assert f"audio/{done['id']}.wav" in real_stack.s3.objects()  # type: ignore[union-attr]
+
+
+def test_segmenting_and_silence_controls_reach_the_model(real_stack: Stack) -> None:
+    text = "HELLO WORLD, THIS IS A TEST OF THE QUICK BROWN FOX. " * 3
+    body = {
+        "text": text,
+        "voice": "narrator",
+        "emotion": {
+            "vector": {
+                "happy": 0.5,
+                "angry": 0,
+                "sad": 0,
+                "afraid": 0,
+                "disgusted": 0,
+                "melancholic": 0,
+                "surprised": 0,
+                "calm": 0.2,
+            },
+            "alpha": 0.9,
+            "random": True,
+        },
+        "generation": {
+            "temperature": 0.7,
+            "top_p": 0.9,
+            "top_k": 20,
+            "num_beams": 1,
+            "repetition_penalty": 8.0,
+            "length_penalty": 0.0,
+            "max_mel_tokens": 200,
+            "interval_silence": 500,
+            "max_text_tokens_per_segment": 20,
+        },
+    }
+    _, audio = audio_of(real_stack, real_stack.submit(**body))
+    segments = round(samples(audio) / (SEGMENT_SAMPLES + 0.5 * 22050))
+    assert segments >= 2
+    silence = int(22050 * 500 / 1000)
+    assert samples(audio) == segments * SEGMENT_SAMPLES + (segments - 1) * silence
+    assert wav_ok(audio) > 1.0
+
+
+def test_an_emotion_reference_audio_is_used(real_stack: Stack) -> None:
+    _, audio = audio_of(
+        real_stack,
+        real_stack.submit(text="生气", voice="narrator", emotion={"audio": "angry", "alpha": 0.6}),
+    )
+    assert samples(audio) == SEGMENT_SAMPLES
+
+
+def test_an_emotion_text_goes_through_the_qwen_emotion_model(real_stack: Stack) -> None:
+    _, audio = audio_of(
+        real_stack, real_stack.submit(text="惊讶", emotion={"text": "surprised and relieved"})
+    )
+    assert samples(audio) == SEGMENT_SAMPLES
+
+
+def test_a_job_that_hits_max_mel_tokens_succeeds_with_a_warning(real_stack: Stack) -> None:
+    done, audio = audio_of(
+        real_stack, real_stack.submit(text="你好世界。", generation={"max_mel_tokens": 50})
+    )
+    assert done["attempts"] == 1
+    assert len(done["warnings"]) == 1 and "max_mel_tokens (50)" in done["warnings"][0]
+    assert samples(audio) == int(49 * 1.72) * 256  # cut at the limit, the stop forced last
+    assert wav_ok(audio) > 0.2
+
+
+def test_punctuation_only_text_is_refused_by_the_api_before_any_engine(real_stack: Stack) -> None:
+    # Real 2.0.1 would make (random) sound of "…" or "!!!"; the API refuses such text first.
+    r = httpx.post(f"{real_stack.url}/v1/jobs", json={"text": "…"}, headers=real_stack.headers())
+    assert r.status_code == 422 and r.json()["error"]["code"] == "text_not_speakable"
+
+
+def test_a_model_dir_missing_a_piece_stops_the_worker_naming_it(
+    real_stack: Stack, tiny_model: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_model, broken, symlinks=True, copy_function=os.link)
+    campplus = broken / "hf_cache/models--funasr--campplus/snapshots" / ("0" * 40)
+    (campplus / "campplus_cn_common.bin").unlink()
+    env = {**real_stack.env, "INDEXTTS_MODEL_DIR": str(broken)}
+    worker = RealWorker("worker", env, tmp_path / "broken-worker.log").start()
+    try:
+        wait_for(lambda: not worker.alive(), 120, "the worker to stop")
+    finally:
+        worker.stop()
+    log = (tmp_path / "broken-worker.log").read_text()
+    assert worker.proc is not None and worker.proc.returncode != 0
+    assert "hub cache layout" in log and "campplus_cn_common.bin (funasr/campplus)" in log
