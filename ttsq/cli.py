@@ -1,4 +1,4 @@
-"""`ttsq up | api | worker | io | flower | say`.
+"""`ttsq up | api | worker | io | flower | say | batch | status | doctor`.
 
 `up` runs the whole stack; the others run one piece each, as the deployments supervise them.
 """
@@ -158,6 +158,26 @@ def cmd_say(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from ttsq.say import status
+
+    return status(_settings(), job_id=args.job_id, url=args.url, key=args.key)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from ttsq.batch import batch
+    from ttsq.say import endpoint
+
+    base, key = endpoint(_settings(), args.url, args.key)
+    return batch(base, key, args.segments, args.out_dir)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ttsq.doctor import doctor
+
+    return doctor(_settings(), url=args.url)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -176,6 +196,21 @@ def main(argv: list[str] | None = None) -> int:
     say.add_argument("--url", help="API base URL (default: from settings)")
     say.add_argument("--key", help="API key (default: TTS_API_KEY or the data dir's api_key)")
     say.set_defaults(fn=cmd_say)
+    client_args = argparse.ArgumentParser(add_help=False)
+    client_args.add_argument("--url", help="API base URL (default: TTS_SERVICE_URL, settings)")
+    client_args.add_argument("--key", help="API key (default: TTS_API_KEY or the data dir's)")
+    batch = sub.add_parser(
+        "batch", parents=[client_args], help="synthesise a JSONL file of segments, resumably"
+    )
+    batch.add_argument("segments", help='one {"id": ..., "text": ...} per line')
+    batch.add_argument("--out-dir", help="where <id>.wav go (default: beside the file)")
+    batch.set_defaults(fn=cmd_batch)
+    status = sub.add_parser("status", parents=[client_args], help="a job, or the newest jobs")
+    status.add_argument("job_id", nargs="?")
+    status.set_defaults(fn=cmd_status)
+    doctor = sub.add_parser("doctor", help="check this deployment, one line per check")
+    doctor.add_argument("--url", help="public URL to probe (default: TTS_PUBLIC_URL)")
+    doctor.set_defaults(fn=cmd_doctor)
     args = parser.parse_args(argv)
     return int(args.fn(args))
 
