@@ -177,10 +177,17 @@ class Client(_Base):
     """The synchronous client. Use it as a context manager, or call `close()`."""
 
     def __init__(
-        self, base_url: str | None = None, api_key: str | None = None, *, timeout: float = 30.0
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(base_url, api_key, timeout)
-        self._http = httpx.Client(base_url=self.base_url, headers=self.headers, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport
+        )
 
     def __enter__(self) -> Self:
         return self
@@ -269,11 +276,16 @@ class AsyncClient(_Base):
     """The asyncio client: the same methods as `Client`, awaited."""
 
     def __init__(
-        self, base_url: str | None = None, api_key: str | None = None, *, timeout: float = 30.0
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(base_url, api_key, timeout)
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=self.headers, timeout=timeout
+            base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport
         )
 
     async def __aenter__(self) -> Self:
