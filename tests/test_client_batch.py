@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.engines import calls
@@ -104,7 +105,8 @@ def test_status_lists_the_newest_jobs_and_shows_one(stack: Stack, tmp_path: Path
     stack.wait_end(job["id"], owner="dave")
     listing = run(stack, "status")
     assert listing.returncode == 0, listing.stderr
-    assert f"{stack.url}: ok" in listing.stdout
+    said = httpx.get(f"{stack.url}/health").json()["status"]
+    assert f"{stack.url}: {said}" in listing.stdout
     assert f"{job['id']}  succeeded" in listing.stdout
     one = run(stack, "status", job["id"])
     assert json.loads(one.stdout)["status"] == "succeeded"

@@ -112,7 +112,7 @@ def autodl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AutoDL]:
 
 
 def test_start_sh_brings_up_a_stack_that_speaks_and_passes_the_doctor(autodl: AutoDL) -> None:
-    assert httpx.get(f"{autodl.url}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{autodl.url}/health").status_code == 200
     assert httpx.get(f"{autodl.url}/v1/jobs").status_code == 401  # a key was made: never open
     autodl.wait_ready()
     with autodl.client() as tts:

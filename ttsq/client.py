@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from common.schemas import JobList, JobRequest, JobResource, JobStatus
 
@@ -93,7 +93,14 @@ class ServiceBusy(ApiError):
 
 
 class Health(BaseModel):
+    """`GET /health`: liveness; newer APIs add whether an engine is loaded."""
+
+    model_config = ConfigDict(extra="allow")
+
     status: str
+    message: str | None = None
+    model_loaded: bool | None = None
+    backend: str | None = None
 
 
 def _error_class(status: int) -> type[ApiError]:

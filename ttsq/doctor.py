@@ -140,7 +140,11 @@ def check_url(url: str) -> Check:
         return Check("url", False, f"{url}/health: {exc!r}")
     if resp.status_code != 200:
         return Check("url", False, f"{url}/health answered {resp.status_code}")
-    return Check("url", True, f"{url}/health answered 200")
+    try:
+        said = str(resp.json().get("message") or resp.json().get("status"))
+    except (ValueError, AttributeError):
+        said = resp.text[:80]
+    return Check("url", True, f"{url}/health answered 200: {said}")
 
 
 def doctor(settings: Settings, *, url: str | None = None) -> int:

@@ -64,7 +64,8 @@ def status(settings: Settings, *, job_id: str | None, url: str | None, key: str 
                 job = client.get(job_id)
                 print(job.model_dump_json(indent=2, exclude={"input"}))
                 return 0
-            print(f"{base}: {client.health().status}")
+            health = client.health()
+            print(f"{base}: {health.status}" + (f" ({health.message})" if health.message else ""))
             for job in client.list_jobs(limit=10).data:
                 line = f"{job.id}  {job.status.value:<9} {job.created_at:%Y-%m-%d %H:%M:%S}"
                 if job.error:
