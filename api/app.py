@@ -10,7 +10,7 @@ from api import errors
 from api.deps import Services
 from api.engine_check import EngineView
 from api.limits import BodyLimit
-from api.routes import jobs, system
+from api.routes import dropin, jobs, system
 from common.jobstore import JobStore
 from common.queue import connect_redis, make_celery
 from common.settings import Settings
@@ -47,4 +47,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if not public:
         app.include_router(system.keyed_openapi)
     app.include_router(jobs.router)
+    app.include_router(dropin.router)
     return app

@@ -7,6 +7,8 @@ answered with a generic message: never `str(exc)` of something the client did no
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
@@ -46,10 +48,8 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:
-    errors = exc.errors()
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return 400, "invalid_json", "the body is not valid JSON"
+def describe_errors(errors: Sequence[Any]) -> str:
+    """Pydantic's errors as `field: problem; …` (the first five)."""
     messages = []
     for e in errors[:5]:
         kind, msg = e.get("type", ""), e.get("msg", "invalid").removeprefix("Value error, ")
@@ -58,7 +58,14 @@ def describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:
         elif kind == "missing":
             msg = "required"
         messages.append(f"{_field(tuple(e.get('loc', ())))}: {msg}")
-    return 422, "invalid_request", "; ".join(messages)
+    return "; ".join(messages)
+
+
+def describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return 400, "invalid_json", "the body is not valid JSON"
+    return 422, "invalid_request", describe_errors(errors)
 
 
 def install(app: FastAPI) -> None:

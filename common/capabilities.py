@@ -18,6 +18,8 @@ def unsupported(request: JobRequest, caps: EngineCapabilities) -> list[str]:
             f"voice: {request.voice!r} is not a voice of the running engine ({caps.engine}); "
             f"choose one of {', '.join(caps.voices)}"
         )
+    if request.voice_url is not None and not caps.voice_cloning:
+        problems.append(f"voice_url: {caps.engine} cannot speak in the voice of a reference audio")
     if request.language is not None and request.language not in caps.languages:
         problems.append(f"language: {caps.engine} speaks {', '.join(caps.languages)}")
     if request.emotion is not None:

@@ -28,6 +28,10 @@ Cursor = tuple[float, str]
 T = TypeVar("T")
 
 
+#: An earlier job a repeated request may join: one that has not failed or been canceled.
+REUSABLE = {JobStatus.queued, JobStatus.running, JobStatus.succeeded}
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -129,14 +133,42 @@ class JobStore:
     # -- changes -----------------------------------------------------------------------
 
     def create(self, owner: str, request: JobRequest) -> JobRecord:
+        pipe = self.redis.pipeline(transaction=True)
+        job = self._add(owner, request, pipe)
+        pipe.execute()
+        return job
+
+    def create_once(
+        self, owner: str, request: JobRequest, request_key: str
+    ) -> tuple[JobRecord, bool]:
+        """The job `request_key` names if it is queued, running or succeeded; else a new job,
+        which the key then names (for the job's lifetime). Returns the job and whether it is
+        new. Concurrent calls with one key make one job."""
+        key = keys.request_job(owner, request_key)
+        out: list[tuple[JobRecord, bool]] = []
+
+        def txn(pipe: Pipeline) -> None:
+            out.clear()
+            known = cast(bytes | None, pipe.get(key))
+            earlier = self.get(known.decode()) if known else None
+            if earlier is not None and earlier.status in REUSABLE:
+                out.append((earlier, False))
+                return
+            pipe.multi()
+            job = self._add(owner, request, pipe)
+            pipe.set(key, job.id, ex=int(self.job_ttl.total_seconds()))
+            out.append((job, True))
+
+        self.redis.transaction(txn, key)
+        return out[0]
+
+    def _add(self, owner: str, request: JobRequest, pipe: Pipeline) -> JobRecord:
         now = self.clock()
         job = JobRecord(id=new_job_id(), owner=owner, request=request, created_at=now)
-        pipe = self.redis.pipeline(transaction=True)
         pipe.set(keys.job(job.id), job.model_dump_json())
         pipe.zadd(keys.owner_jobs(owner), {job.id: _score(now)})
         pipe.zadd(keys.QUEUED, {job.id: _score(now)})
         pipe.zadd(keys.UNPUBLISHED, {job.id: _score(now + self.publish_grace)})
-        pipe.execute()
         return job
 
     def mark_published(self, job_id: str) -> None:
@@ -238,11 +270,14 @@ class JobStore:
     def handoff_audio(self, job_id: str) -> bytes | None:
         return cast(bytes | None, self.redis.get(keys.job_audio_handoff(job_id)))
 
-    def mark_succeeded(self, job_id: str, audio: AudioInfo) -> bool:
+    def mark_succeeded(
+        self, job_id: str, audio: AudioInfo, *, warnings: list[str] | None = None
+    ) -> bool:
         def change(job: JobRecord, pipe: Pipeline) -> bool:
             if job.status != JobStatus.running or job.stage != Stage.uploading:
                 return False
             job.audio = audio
+            job.warnings = [*job.warnings, *(warnings or [])]
             self._end(job, pipe, JobStatus.succeeded, self.clock())
             return True
 

@@ -25,6 +25,12 @@ def job_audio_handoff(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:handoff"
 
 
+def request_job(owner: str, request_key: str) -> str:
+    """The job an owner's repeated request joins (a drop-in `/synthesize` retried by its
+    client): the request's fingerprint names the job id, for the job's lifetime."""
+    return f"{PREFIX}:owner:{owner}:request:{request_key}"
+
+
 def owner_jobs(owner: str) -> str:
     """Sorted set of one API key's job ids, scored by creation time (listing, newest first)."""
     return f"{PREFIX}:owner:{owner}:jobs"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -112,28 +112,81 @@ class Generation(Strict):
     duration_factor: Annotated[float, Field(ge=0.5, le=2.0)] | None = None
 
 
+#: The languages a job can name (for engines that need it told); others detect it.
+Language = Literal["zh", "en", "ja", "ar", "es"]
+LANGUAGES: tuple[str, ...] = get_args(Language)
+#: The sample rates an MP3 stream can carry (MPEG-1, 2 and 2.5 layer III).
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+Factor = Annotated[float, Field(ge=0.5, le=2.0)]
+HttpUrlText = Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=4096)]
+
+
+class Segment(Strict):
+    """One line of a timed script: spoken, fitted to its slot, placed at its start time."""
+
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    target_duration_s: Annotated[float, Field(gt=0, le=600)] | None = None
+    start_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
+
+
 class JobRequest(Strict):
-    """The body of `POST /v1/jobs` and `POST /synthesize`. Unknown fields are refused."""
+    """The body of `POST /v1/jobs`. Unknown fields are refused.
+
+    The audio options (`format`, `sample_rate`, `speed`, `pitch`, `energy`,
+    `target_duration_s`) are applied after synthesis, off the GPU: time-stretching keeps the
+    pitch; a stretch beyond `max_stretch` (or TTS_MAX_STRETCH) either way is capped, and the
+    job says by how much it missed its target.
+    """
 
     text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
     voice: VoiceId | None = None
+    #: The speaker's reference audio at an http(s) URL, fetched by the worker under a guard
+    #: (public addresses only, size and time limits) and cached by content.
+    voice_url: HttpUrlText | None = None
     #: The text's language, for engines that need it (IndexTTS-2.5); others detect it.
-    language: Literal["zh", "en", "ja", "ar", "es"] | None = None
+    language: Language | None = None
     emotion: Emotion | None = None
     generation: Generation | None = None
-    format: Literal["wav"] = "wav"
+    format: Literal["wav", "mp3"] = "wav"
+    #: Resample the result (soxr, high quality); default: the engine's rate.
+    sample_rate: Annotated[int, Field(ge=8000, le=48000)] | None = None
+    #: Speaking rate: 1.5 is half again as fast (pitch kept).
+    speed: Factor | None = None
+    #: Pitch as a frequency ratio: 2.0 is an octave up.
+    pitch: Factor | None = None
+    #: Loudness as an amplitude ratio: 2.0 is +6 dB (peaks are limited to full scale).
+    energy: Factor | None = None
+    #: Stretch the result to last this long (within ±2% when the stretch is within bounds).
+    target_duration_s: Annotated[float, Field(gt=0, le=600)] | None = None
+    max_stretch: Annotated[float, Field(ge=1.0, le=4.0)] | None = None
+    #: A timed script: each segment spoken, fitted to its own target, placed at its start.
+    segments: Annotated[list[Segment], Field(min_length=1, max_length=200)] | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] = Field(
         default_factory=dict
     )
 
+    @model_validator(mode="after")
+    def _consistent(self) -> JobRequest:
+        if self.voice is not None and self.voice_url is not None:
+            raise ValueError("give voice or voice_url, not both")
+        rate = self.sample_rate
+        if self.format == "mp3" and rate is not None and rate not in MP3_RATES:
+            raise ValueError(
+                f"sample_rate: MP3 carries {', '.join(map(str, MP3_RATES))} Hz, not {rate}"
+            )
+        return self
+
 
 class AudioInfo(BaseModel):
     key: str
-    format: Literal["wav"] = "wav"
+    format: Literal["wav", "mp3"] = "wav"
     sample_rate: int
+    channels: int = 1
     duration_s: float
     size_bytes: int
     sha256: str
+    #: Output duration over the engine's: below 1 sped up, above 1 slowed down.
+    stretch: float | None = None
 
 
 class Metrics(BaseModel):
@@ -186,9 +239,11 @@ class PublicAudio(BaseModel):
     url: str
     format: str
     sample_rate: int
+    channels: int = 1
     duration_s: float
     size_bytes: int
     sha256: str
+    stretch: float | None = None
     url_expires_at: datetime
 
 
@@ -252,6 +307,8 @@ class EngineCapabilities(BaseModel):
     languages: list[str]
     emotion: list[str] = Field(default_factory=list)
     generation: list[str] = Field(default_factory=list)
+    #: Whether it speaks in the voice of any reference audio (`voice_url`), not only its own.
+    voice_cloning: bool = False
 
 
 WorkerHeartbeat.model_rebuild()

@@ -42,8 +42,8 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=2000, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_wait_s: float = Field(default=60.0, ge=0, le=60)
-    #: How long `POST /synthesize` holds the request before answering like `Prefer: wait`.
-    synthesize_wait_s: float = Field(default=60.0, ge=0, le=600)
+    #: How long `POST /synthesize` holds the request (the dubbing client's own timeout is 600 s).
+    synthesize_wait_s: float = Field(default=600.0, ge=0, le=3600)
     #: Serve `/docs`, `/redoc` and `/openapi.json` to anyone. Off: `/openapi.json` needs a key
     #: like every route, and the two browser pages (which cannot send one) are not served.
     public_docs: bool = False
@@ -105,6 +105,14 @@ class Settings(BaseSettings):
     indextts_use_accel: bool | None = None
     indextts_use_torch_compile: bool | None = None
     indextts_use_qwen_emo: bool | None = None
+    #: Time-stretching beyond this ratio either way is capped (the job warns by how much its
+    #: target was missed).
+    max_stretch: float = Field(default=1.5, ge=1.0, le=4.0)
+    #: Addresses a `voice_url` may resolve to although not public (e.g. `127.0.0.0/8` in
+    #: tests, a MinIO on the private network), comma separated.
+    fetch_allow_cidrs: str = ""
+    fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    fetch_timeout_s: float = Field(default=30.0, gt=0)
     #: Speaker references (`<voice id>.wav`); default `<data dir>/voices`.
     voices_dir: Path | None = None
     #: Content-addressed voice files kept on the worker.

@@ -14,13 +14,15 @@ import re
 import secrets
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlencode
 
 from common.errors import NotFound, StorageUnavailable
 from common.settings import Settings
 
-KEY_PATTERN = re.compile(r"^audio/[0-9a-f]{32}\.wav$")
+KEY_PATTERN = re.compile(r"^audio/[0-9a-f]{32}\.(wav|mp3)$")
+#: What each delivered format is served as.
+CONTENT_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
 #: Where the write check puts (and at once deletes) its probe objects.
 PROBE_PREFIX = ".ttsq-probe/"
 
@@ -31,6 +33,7 @@ def audio_key(job_id: str, fmt: str = "wav") -> str:
 
 class Storage(Protocol):
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
+    def get(self, key: str) -> bytes: ...
     def delete(self, key: str) -> None: ...
     def url(self, key: str, ttl_s: int) -> str: ...
     def check_writable(self) -> None: ...
@@ -62,6 +65,12 @@ class LocalStorage:
         except OSError as exc:
             tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
             raise StorageUnavailable(f"local storage write failed: {exc.strerror}") from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.path(key).read_bytes()
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage read failed: {exc.strerror}") from exc
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
@@ -133,6 +142,10 @@ class S3Storage:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         self._call("upload", self.client.put_object, Key=key, Body=data, ContentType=content_type)
+
+    def get(self, key: str) -> bytes:
+        answer = cast(dict[str, Any], self._call("download", self.client.get_object, Key=key))
+        return cast(bytes, answer["Body"].read())
 
     def delete(self, key: str) -> None:
         self._call("delete", self.client.delete_object, Key=key)

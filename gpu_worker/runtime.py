@@ -19,6 +19,7 @@ from celery import Celery
 
 from common.errors import TtsqError
 from common.jobstore import JobStore, utcnow
+from common.netguard import parse_cidrs
 from common.queue import connect_redis, publish_synthesis, publish_upload
 from common.schemas import WorkerHeartbeat
 from common.settings import Settings
@@ -28,6 +29,8 @@ from gpu_worker.engines import load_engine
 from gpu_worker.engines.base import Engine
 from gpu_worker.heartbeat import Every, Heartbeat
 from gpu_worker.housekeeping import Sweeper
+from gpu_worker.url_voices import UrlVoices
+from gpu_worker.voices import VoiceCache
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ class Runtime:
     heartbeat: Heartbeat
     engine: Engine | None = None
     sweeper: Every | None = None
+    url_voices: UrlVoices | None = None
 
     def is_alive(self, instance: str) -> bool:
         return is_alive(self.redis, instance)
@@ -141,7 +145,18 @@ def start_synth(settings: Settings) -> Runtime:
     )
     # Voices come and go while the worker runs: publish what the engine can use now.
     heartbeat.refresh = lambda: {"capabilities": engine.capabilities()}
+    url_voices = UrlVoices(
+        VoiceCache(
+            settings.voices_dir or settings.data_dir / "voices",
+            settings.data_dir / "voice-cache",
+            max_files=settings.voice_cache_files,
+        ),
+        allow=parse_cidrs(settings.fetch_allow_cidrs),
+        max_bytes=settings.fetch_max_bytes,
+        timeout_s=settings.fetch_timeout_s,
+    )
     _current = Runtime(settings, client, store, storage, beat.instance, heartbeat, engine)
+    _current.url_voices = url_voices
     return _current
 
 

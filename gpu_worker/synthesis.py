@@ -12,12 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from common.audio import from_pcm16, pcm16
 from common.capabilities import check as check_capabilities
-from common.errors import PermanentError, TransientError
+from common.errors import EngineInputError, PermanentError, TransientError
 from common.jobstore import ClaimResult, JobStore
+from common.schemas import JobRequest
 from common.wav import encode_wav
-from gpu_worker.engines.base import Engine
+from gpu_worker.engines.base import Engine, SynthesisOutput
 from gpu_worker.joblog import job_log
+from gpu_worker.postprocess import fit, place
+from gpu_worker.url_voices import UrlVoices
 
 
 class Next(StrEnum):
@@ -50,6 +54,8 @@ def run_synthesis(
     max_attempts: int,
     upload_lease_s: float = 20.0,
     retry_base_s: float = 1.0,
+    url_voices: UrlVoices | None = None,
+    max_stretch: float = 1.5,
 ) -> SynthesisOutcome:
     log = job_log(__name__, job_id)
     claim = store.claim(job_id, instance, is_alive=is_alive, max_attempts=max_attempts)
@@ -64,7 +70,7 @@ def run_synthesis(
     started = time.perf_counter()
     try:
         check_capabilities(job.request, engine.capabilities())
-        out = engine.synthesize(job.request)
+        out = speak(job.request, engine, url_voices=url_voices, max_stretch=max_stretch)
     except PermanentError as exc:
         log.warning("failed: %s (%s)", exc.message, exc.code)
         store.fail(job_id, exc.code, exc.message)
@@ -102,6 +108,34 @@ def run_synthesis(
         return SynthesisOutcome(Next.done)
     log.info("synthesised %.2fs of audio in %.2fs", out.duration_s, synth_s)
     return SynthesisOutcome(Next.upload)
+
+
+def speak(
+    request: JobRequest, engine: Engine, *, url_voices: UrlVoices | None, max_stretch: float
+) -> SynthesisOutput:
+    """Run the engine for one job: its reference audio fetched first if given by URL, and a
+    timed script spoken segment by segment, each fitted to its slot and placed at its start."""
+    if request.voice_url is not None:
+        if url_voices is None:
+            raise EngineInputError("voice_url: this worker does not fetch reference audio")
+        voice = url_voices.voice_id(request.voice_url)
+        request = request.model_copy(update={"voice": voice, "voice_url": None})
+    if not request.segments:
+        return engine.synthesize(request)
+    parts, warnings, rate = [], [], 0
+    for i, segment in enumerate(request.segments):
+        out = engine.synthesize(request.model_copy(update={"text": segment.text, "segments": None}))
+        rate = out.sample_rate
+        fitted, _, more = fit(
+            from_pcm16(out.pcm16),
+            rate,
+            target_s=segment.target_duration_s,
+            speed=request.speed,
+            max_stretch=request.max_stretch or max_stretch,
+        )
+        warnings += [f"segments[{i}]: {w}" for w in (*out.warnings, *more)]
+        parts.append((fitted, segment.start_s))
+    return SynthesisOutput(pcm16(place(parts, rate)), rate, warnings)
 
 
 def _retry_or_fail(

@@ -60,6 +60,8 @@ def synthesize(self: Task, job_id: str) -> None:
             is_alive=rt.is_alive,
             max_attempts=rt.settings.max_attempts,
             upload_lease_s=rt.settings.stuck_grace_s,
+            url_voices=rt.url_voices,
+            max_stretch=rt.settings.max_stretch,
         )
     finally:
         rt.heartbeat.update(current_job=None, jobs_done=rt.heartbeat.beat.jobs_done + 1)
@@ -80,6 +82,7 @@ def upload(self: Task, job_id: str) -> None:
         backoff_s=rt.settings.upload_backoff_s,
         backoff_max_s=rt.settings.upload_backoff_max_s,
         lease_s=rt.settings.upload_lease_s,
+        max_stretch=rt.settings.max_stretch,
     )
     if outcome.resynthesize:
         publish_synthesis(app, job_id)

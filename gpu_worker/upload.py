@@ -7,14 +7,15 @@ twice: the object key derives from the job id and only one run can mark the job 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
-from common.errors import StorageUnavailable
+from common.errors import PermanentError, StorageUnavailable
 from common.jobstore import JobStore
-from common.schemas import JobStatus, Stage
+from common.schemas import AudioInfo, JobStatus, Stage
 from common.storage import Storage, audio_key
-from common.wav import describe_wav
 from gpu_worker.joblog import job_log
+from gpu_worker.postprocess import deliver
 from gpu_worker.synthesis import backoff
 
 
@@ -36,8 +37,14 @@ def run_upload(
     backoff_s: float,
     backoff_max_s: float,
     lease_s: float = 60.0,
+    max_stretch: float = 1.5,
 ) -> UploadOutcome:
-    """One attempt; `lease_s` bounds how long it may take (the sweeper waits that long)."""
+    """One attempt; `lease_s` bounds how long it may take (the sweeper waits that long).
+
+    The hand-off holds the engine's WAV; it is delivered as the job asked (format, rate,
+    speed, target duration: `postprocess.deliver`) on every attempt, so nothing but the
+    engine's own output ever waits in Redis.
+    """
     log = job_log(__name__, job_id)
     job = store.touch_upload(job_id, lease_s)
     if job is None:
@@ -47,9 +54,15 @@ def run_upload(
         log.warning("hand-off audio missing; synthesising again")
         requeued = store.requeue(job_id, stage=Stage.uploading)
         return UploadOutcome(resynthesize=requeued)
-    key = audio_key(job_id, job.request.format)
     try:
-        storage.put(key, data, "audio/wav")
+        out = deliver(data, job.request, max_stretch=max_stretch)
+    except PermanentError as exc:
+        log.error("failed: post-processing: %s", exc.message)
+        store.fail(job_id, "postprocess_failed", f"the audio could not be delivered: {exc.message}")
+        return UploadOutcome()
+    key = audio_key(job_id, out.format)
+    try:
+        storage.put(key, out.data, out.content_type)
     except StorageUnavailable as exc:
         if attempt + 1 >= max_attempts:
             log.error("failed: %s, %s attempts", exc.message, attempt + 1)
@@ -63,8 +76,18 @@ def run_upload(
         log.warning("%s; upload attempt %s, retry in %.1fs", exc.message, attempt + 1, delay)
         store.touch_upload(job_id, delay + lease_s)  # the wait is not a stall
         return UploadOutcome(retry_in=delay)
-    if store.mark_succeeded(job_id, describe_wav(key, data)):
-        log.info("succeeded: %s bytes at %s", len(data), key)
+    info = AudioInfo(
+        key=key,
+        format=out.format,  # type: ignore[arg-type]
+        sample_rate=out.sample_rate,
+        channels=out.channels,
+        duration_s=out.duration_s,
+        size_bytes=len(out.data),
+        sha256=hashlib.sha256(out.data).hexdigest(),
+        stretch=out.stretch,
+    )
+    if store.mark_succeeded(job_id, info, warnings=out.warnings):
+        log.info("succeeded: %s bytes at %s", len(out.data), key)
         return UploadOutcome()
     after = store.get(job_id)
     if after is None or after.status != JobStatus.succeeded:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +25,9 @@ from common.schemas import VOICE_ID_PATTERN
 log = logging.getLogger(__name__)
 
 DEFAULT_VOICE = "default"
+#: A voice id naming cached audio by its content: `sha256:<64 hex digits>`.
+CONTENT_PREFIX = "sha256:"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class VoiceCache:
@@ -46,15 +50,27 @@ class VoiceCache:
         return sorted(found | {DEFAULT_VOICE})
 
     def path(self, voice_id: str | None) -> str:
-        """The content-addressed local file for a voice id (the default when None)."""
-        import re
+        """The content-addressed local file for a voice id (the default when None).
 
+        `sha256:<hex>` names audio already in the cache (a fetched `voice_url`, see `store`).
+        """
         voice_id = voice_id or DEFAULT_VOICE
+        if voice_id.startswith(CONTENT_PREFIX):
+            target = self.cache_dir / f"{voice_id.removeprefix(CONTENT_PREFIX)}.wav"
+            if not _HEX64.fullmatch(target.stem) or not target.is_file():
+                raise EngineInputError("voice: the fetched reference audio left the cache")
+            target.touch()  # most recently used
+            return str(target)
         if not re.fullmatch(VOICE_ID_PATTERN, voice_id):
             raise EngineInputError(f"voice: {voice_id!r} is not a valid voice id")
-        data = self._read(voice_id)
-        digest = hashlib.sha256(data).hexdigest()
-        target = self.cache_dir / f"{digest}.wav"
+        return str(self._put(self._read(voice_id)))
+
+    def store(self, wav: bytes) -> str:
+        """Keep `wav` in the cache; returns the voice id that names it (`sha256:<hex>`)."""
+        return CONTENT_PREFIX + self._put(wav).stem
+
+    def _put(self, data: bytes) -> Path:
+        target = self.cache_dir / f"{hashlib.sha256(data).hexdigest()}.wav"
         if not target.exists():
             tmp = target.with_suffix(f".{os.getpid()}.part")
             tmp.write_bytes(data)
@@ -62,7 +78,7 @@ class VoiceCache:
             self._evict(keep=target)
         else:
             target.touch()  # most recently used
-        return str(target)
+        return target
 
     def _read(self, voice_id: str) -> bytes:
         source = self.source_dir / f"{voice_id}.wav"

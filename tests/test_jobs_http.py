@@ -98,7 +98,8 @@ def test_missing_or_wrong_key_is_refused_and_nothing_is_queued(
 
 
 def test_health_needs_no_key(stack: Stack) -> None:
-    assert httpx.get(f"{stack.url}/health").json() == {"status": "ok"}
+    health = httpx.get(f"{stack.url}/health").json()
+    assert health["status"] == "healthy" and health["model_loaded"] is True
     assert httpx.get(f"{stack.url}/ready").status_code == 401
 
 

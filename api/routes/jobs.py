@@ -1,24 +1,18 @@
-"""The job routes: submit, read, list, cancel, fetch audio, and the one-call `/synthesize`."""
+"""ttsq's own job routes: submit, read, list, cancel, fetch audio."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
-import time
 from typing import Annotated
 
-import redis
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import RedirectResponse
-from kombu.exceptions import KombuError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Owner, Svc
 from api.resources import job_resource
-from api.text import check_text
+from api.submit import OUTAGE, accept, wait_for_end
 from common.errors import Conflict
-from common.queue import publish_synthesis
 from common.schemas import (
     JOB_ID_PATTERN,
     ErrorEnvelope,
@@ -29,10 +23,7 @@ from common.schemas import (
     JobStatus,
 )
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
-#: What a Redis or broker outage raises; after the job is stored these never reach the client.
-OUTAGE = (redis.RedisError, KombuError, OSError)
 
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 #: A listing cursor: the last job's creation score and id, which together never tie.
@@ -55,48 +46,13 @@ async def _resource(svc: Svc, job: JobRecord) -> JobResource:
     return job_resource(job, settings=svc.settings, storage=svc.storage, queue_position=position)
 
 
-async def _wait_for_end(svc: Svc, job: JobRecord, wait_s: float) -> JobRecord:
-    """Poll the store until the job ends or `wait_s` passes (0.05 s, backing off to 0.5 s).
-
-    The job is already accepted: an outage while waiting ends the wait, never the answer.
-    """
-    deadline, pause = time.monotonic() + wait_s, 0.05
-    while not job.status.terminal and time.monotonic() < deadline:
-        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 1.5, 0.5)
-        try:
-            job = await run_in_threadpool(svc.store.get_owned, job.id, job.owner)
-        except OUTAGE as exc:
-            log.warning("[job %s] wait ended early: %s", job.id, type(exc).__name__)
-            break
-    return job
-
-
-async def _publish(svc: Svc, job: JobRecord) -> None:
-    """Send the job's message. On an outage the job stays in the outbox (`UNPUBLISHED`), which
-    the sweeper publishes: the job is accepted either way, so the client gets its 202."""
-    try:
-        await run_in_threadpool(publish_synthesis, svc.celery, job.id)
-        await run_in_threadpool(svc.store.mark_published, job.id)
-    except OUTAGE as exc:
-        log.warning(
-            "[job %s] stored but not published (%s): the sweeper will publish it",
-            job.id,
-            type(exc).__name__,
-        )
-
-
 async def _submit(
     svc: Svc, owner: str, body: JobRequest, wait_s: float | None, response: Response
 ) -> JobResource:
-    check_text(body.text, max_chars=svc.settings.max_text_chars)
-    await run_in_threadpool(svc.engine_view.check, body)
-    # An error up to here answers 4xx/5xx with nothing stored; from here on the job is accepted.
-    job = await run_in_threadpool(svc.store.create, owner, body)
-    await _publish(svc, job)
+    job, _ = await accept(svc, owner, body)
     if wait_s:
         response.headers["Preference-Applied"] = f"wait={wait_s:g}"
-        job = await _wait_for_end(svc, job, wait_s)
+        job = await wait_for_end(svc, job, wait_s)
     response.status_code = 200 if job.status.terminal else 202
     response.headers["Location"] = f"{svc.settings.base_url}/v1/jobs/{job.id}"
     try:
@@ -126,17 +82,6 @@ async def create_job(
     ] = None,
 ) -> JobResource:
     return await _submit(svc, owner, body, _prefer_wait(prefer, svc.settings.max_wait_s), response)
-
-
-@router.post(
-    "/synthesize",
-    status_code=202,
-    response_model=JobResource,
-    responses=_ERRORS,
-    summary="Submit and wait (the one-call form)",
-)
-async def synthesize(body: JobRequest, svc: Svc, owner: Owner, response: Response) -> JobResource:
-    return await _submit(svc, owner, body, svc.settings.synthesize_wait_s, response)
 
 
 @router.get(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
+import redis
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
@@ -12,14 +13,21 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Owner, Svc
 from common.errors import NotFound, ServiceUnavailable, StorageUnavailable
 from common.schemas import EngineCapabilities, ErrorEnvelope, WorkerHeartbeat
-from common.storage import LocalStorage
+from common.storage import CONTENT_TYPES, LocalStorage
 from common.workers import alive_workers
 
 router = APIRouter(tags=["system"])
 
 
 class Health(BaseModel):
-    status: str = "ok"
+    """The original service's health answer, from the workers' heartbeats. Always a 200:
+    `degraded` says no synthesis worker has its engine loaded (or the queue is unreachable)."""
+
+    status: Literal["healthy", "degraded"]
+    model_loaded: bool
+    backend: str | None
+    index_tts2_loaded: bool
+    message: str
 
 
 class Readiness(BaseModel):
@@ -38,8 +46,32 @@ class EngineInfo(BaseModel):
 
 
 @router.get("/health", response_model=Health, summary="Liveness (no key needed)")
-async def health() -> Health:
-    return Health()
+async def health(svc: Svc) -> Health:
+    try:
+        workers = await run_in_threadpool(alive_workers, svc.store.redis)
+    except redis.RedisError:
+        return Health(
+            status="degraded",
+            model_loaded=False,
+            backend=None,
+            index_tts2_loaded=False,
+            message="the job queue is unreachable",
+        )
+    engines = sorted({w.engine for w in workers if w.kind == "synth" and w.ready and w.engine})
+    loading = sum(1 for w in workers if w.kind == "synth" and not w.ready)
+    if engines:
+        message = f"{len(engines)} engine(s) ready: {', '.join(engines)}"
+    elif loading:
+        message = "a synthesis worker is loading its engine"
+    else:
+        message = "no synthesis worker is running"
+    return Health(
+        status="healthy" if engines else "degraded",
+        model_loaded=bool(engines),
+        backend=engines[0] if engines else None,
+        index_tts2_loaded=any(e.startswith("index_tts2") for e in engines),
+        message=message,
+    )
 
 
 # Uptime monitors probe with HEAD; kept out of the schema, where it would only repeat GET.
@@ -120,4 +152,4 @@ async def signed_file(
     if not isinstance(svc.storage, LocalStorage):
         raise NotFound("files are served by the object store", code="file_not_found")
     path = svc.storage.verify(key, expires, sig)
-    return FileResponse(path, media_type="audio/wav", filename=path.name)
+    return FileResponse(path, media_type=CONTENT_TYPES[path.suffix[1:]], filename=path.name)

@@ -226,6 +226,7 @@ class IndexTTS2Engine:
             languages=self.languages,
             emotion=sorted(emotion),
             generation=sorted(generation),
+            voice_cloning=True,
         )
 
     def _segment_arg(self) -> str | None:

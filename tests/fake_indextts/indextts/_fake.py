@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class FakeModelBase:
             self.speaker_loads += 1
         call["speaker_loads"] = self.speaker_loads
         _record(call)
+        time.sleep(float(os.environ.get("FAKE_INDEXTTS_DELAY_S", "0")))  # a GPU's seconds
         if "oom" in text:
             raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         if not any(ch.isalnum() for ch in text):

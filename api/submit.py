@@ -1,0 +1,74 @@
+"""Accepting a job, shared by ttsq's own routes and the drop-in `/synthesize`.
+
+Checks come first (text, what the running engine supports); an error up to there answers
+4xx/5xx with nothing stored. Once the job is stored it is accepted, whatever happens next: an
+outage while publishing leaves it in the outbox for the sweeper, and an outage while waiting
+ends the wait, never the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import redis
+from kombu.exceptions import KombuError
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Services
+from api.text import check_text
+from common.queue import publish_synthesis
+from common.schemas import JobRecord, JobRequest
+
+log = logging.getLogger(__name__)
+#: What a Redis or broker outage raises; after the job is stored these never reach the client.
+OUTAGE = (redis.RedisError, KombuError, OSError)
+
+
+async def accept(
+    svc: Services, owner: str, body: JobRequest, *, request_key: str | None = None
+) -> tuple[JobRecord, bool]:
+    """Store and publish a job; with `request_key`, join an earlier identical request's job
+    instead when it is queued, running or succeeded. Returns the job and whether it is new."""
+    check_text(body.text, max_chars=svc.settings.max_text_chars)
+    await run_in_threadpool(svc.engine_view.check, body)
+    if request_key is None:
+        job, new = await run_in_threadpool(svc.store.create, owner, body), True
+    else:
+        job, new = await run_in_threadpool(svc.store.create_once, owner, body, request_key)
+    if new:
+        await publish(svc, job)
+    return job, new
+
+
+async def publish(svc: Services, job: JobRecord) -> None:
+    """Send the job's message. On an outage the job stays in the outbox (`UNPUBLISHED`), which
+    the sweeper publishes: the job is accepted either way, so the client gets its answer."""
+    try:
+        await run_in_threadpool(publish_synthesis, svc.celery, job.id)
+        await run_in_threadpool(svc.store.mark_published, job.id)
+    except OUTAGE as exc:
+        log.warning(
+            "[job %s] stored but not published (%s): the sweeper will publish it",
+            job.id,
+            type(exc).__name__,
+        )
+
+
+async def wait_for_end(svc: Services, job: JobRecord, wait_s: float) -> JobRecord:
+    """Poll the store until the job ends or `wait_s` passes (0.05 s, backing off to 0.5 s).
+
+    No thread is held while waiting: hundreds of requests can wait at once, each costing a
+    short Redis read per poll.
+    """
+    deadline, pause = time.monotonic() + wait_s, 0.05
+    while not job.status.terminal and time.monotonic() < deadline:
+        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 1.5, 0.5)
+        try:
+            job = await run_in_threadpool(svc.store.get_owned, job.id, job.owner)
+        except OUTAGE as exc:
+            log.warning("[job %s] wait ended early: %s", job.id, type(exc).__name__)
+            break
+    return job
