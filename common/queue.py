@@ -60,7 +60,7 @@ def redis_url(settings: Settings) -> str:
         return settings.redis_url
     from common import embedded_redis
 
-    return embedded_redis.url()
+    return embedded_redis.url(settings.embedded_redis_port)
 
 
 def connect_redis(settings: Settings) -> redis.Redis:

@@ -347,14 +347,6 @@ def test_index_tts_2_5_gets_language_and_duration(fake_upstream: Path, tmp_path:
     assert calls(fake_upstream)[-1]["lang"] == "zh"
 
 
-def test_torch_is_not_imported_by_the_api_the_cpu_engine_or_the_suite() -> None:
-    import api.app  # noqa: F401
-    import gpu_worker.engines.espeak
-    import gpu_worker.tasks  # noqa: F401
-
-    assert "torch" not in sys.modules
-
-
 def test_billiard_still_has_the_recycling_hook() -> None:
     import billiard.pool
 

@@ -91,7 +91,18 @@ async def openapi(request: Request, owner: Owner) -> JSONResponse:
 
 def _readiness(svc: Svc) -> Readiness:
     problems: list[str] = []
-    svc.store.redis.ping()  # a Redis outage answers 503 through the error handler
+    try:
+        svc.store.redis.ping()
+    except redis.RedisError as exc:
+        return Readiness(
+            ready=False,
+            redis=False,
+            storage=False,
+            synth_workers_ready=0,
+            io_workers=0,
+            queue_depth=0,
+            problems=[f"Redis is unreachable ({type(exc).__name__})"],
+        )
     try:
         svc.storage.check_writable()
         storage_ok = True
@@ -107,7 +118,7 @@ def _readiness(svc: Svc) -> Readiness:
         problems.append("no I/O worker is alive: finished audio will not reach storage")
     return Readiness(
         ready=not problems,
-        redis=True,
+        redis=True,  # it answered the ping above
         storage=storage_ok,
         synth_workers_ready=len(synth),
         io_workers=len(io),

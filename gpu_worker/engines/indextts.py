@@ -135,6 +135,8 @@ class IndexTTS2Engine:
             self.model = self._build(model_cls, kwargs)
         self._infer_params = set(inspect.signature(self.model.infer).parameters)
         self.device = str(getattr(self.model, "device", settings.indextts_device or "auto"))
+        #: What the model outputs; read from its first audio (warm-up), not assumed.
+        self.sample_rate: int | None = None
         self.model_version = self._version()
         voices_dir = settings.voices_dir or settings.data_dir / "voices"
         self.voices = VoiceCache(
@@ -167,7 +169,12 @@ class IndexTTS2Engine:
                 f"{self.name}: the installed version has no half precision "
                 "switch; set INDEXTTS_USE_FP16=false"
             )
-        if settings.indextts_device and "device" in params:
+        if settings.indextts_device and "device" not in params:
+            raise EngineLoadError(
+                f"INDEXTTS_DEVICE={settings.indextts_device}, but the installed "
+                f"{self.module_name} takes no device; unset it (the model picks its own)"
+            )
+        if settings.indextts_device:
             kwargs["device"] = settings.indextts_device
         for arg, setting in self.switches.items():
             value = getattr(settings, setting)
@@ -220,7 +227,7 @@ class IndexTTS2Engine:
             generation.append("max_text_tokens_per_segment")
         return EngineCapabilities(
             engine=self.name,
-            sample_rate=22050,
+            sample_rate=self.sample_rate or 0,
             voices=self.voices.voice_ids(),
             default_voice="default",
             languages=self.languages,
@@ -292,12 +299,13 @@ class IndexTTS2Engine:
         sample_rate, wav = result
         notes = []
         if truncated or any("max_mel_tokens" in str(w.message) for w in caught):
-            limit = kwargs.get("max_mel_tokens", 1500)
+            limit = kwargs.get("max_mel_tokens", "the engine's default")
             notes.append(
                 f"truncated: generation stopped at max_mel_tokens ({limit}), so the audio may "
                 "end early; lower generation.max_text_tokens_per_segment or raise "
                 "generation.max_mel_tokens"
             )
+        self.sample_rate = int(sample_rate)
         return SynthesisOutput(pcm16=to_pcm16(wav), sample_rate=int(sample_rate), warnings=notes)
 
     def _infer(self, speaker: str, request: JobRequest, kwargs: dict[str, Any]) -> Any:
