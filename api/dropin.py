@@ -76,6 +76,26 @@ class SynthesizeResponse(BaseModel):
     file_size: int
 
 
+class BatchRequest(Lenient):
+    """`POST /synthesize/batch`: several segments; `merge` also joins them into one track."""
+
+    requests: Annotated[list[SynthesizeRequest], Field(min_length=1, max_length=200)]
+    merge: bool = True
+
+
+class BatchSegment(BaseModel):
+    idx: int
+    duration_ms: int
+    audio_url: str
+
+
+class BatchResponse(BaseModel):
+    #: The merged track (None without `merge`).
+    audio_url: str | None
+    duration_ms: int
+    segments: list[BatchSegment]
+
+
 class Speaker(BaseModel):
     id: str
     name: str

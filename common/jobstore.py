@@ -162,6 +162,22 @@ class JobStore:
         self.redis.transaction(txn, key)
         return out[0]
 
+    def add_finished(
+        self, job_id: str, owner: str, request: JobRequest, audio: AudioInfo
+    ) -> JobRecord:
+        """Record audio the API made itself (a drop-in batch's merged track, stored at
+        `audio.key`) as a succeeded job: listed, read and expired like any other."""
+        now = self.clock()
+        job = JobRecord(id=job_id, owner=owner, request=request, created_at=now)
+        job.status, job.started_at, job.finished_at = JobStatus.succeeded, now, now
+        job.audio, job.expires_at = audio, now + self.job_ttl
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(keys.job(job.id), job.model_dump_json())
+        pipe.zadd(keys.owner_jobs(owner), {job.id: _score(now)})
+        pipe.zadd(keys.EXPIRY, {job.id: _score(job.expires_at)})
+        pipe.execute()
+        return job
+
     def _add(self, owner: str, request: JobRequest, pipe: Pipeline) -> JobRecord:
         now = self.clock()
         job = JobRecord(id=new_job_id(), owner=owner, request=request, created_at=now)

@@ -379,3 +379,28 @@ def test_the_guard_refuses_non_public_addresses_unless_allowed(url: str) -> None
         checked_addresses(url, [])
     if "169.254" not in url and "10.0" not in url:
         checked_addresses(url, parse_cidrs("127.0.0.0/8,::1/128"))
+
+
+def test_a_batch_gives_each_segment_and_the_merged_track(dub: Stack, prompts: PromptServer) -> None:
+    lines = [("Part one of the scene.", 1500), ("And part two of it.", 1400)]
+    r = httpx.post(
+        f"{dub.url}/synthesize/batch",
+        json={"requests": [segment(prompts, *line) for line in lines], "merge": True},
+        headers={"X-Api-Key": KEY},
+        timeout=300,
+    )
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert [s["idx"] for s in answer["segments"]] == [0, 1]
+    for (_, target_ms), seg in zip(lines, answer["segments"], strict=True):
+        audio = httpx.get(urljoin(dub.url + "/", seg["audio_url"])).content
+        assert abs(measured(audio)[0] * 1000 - target_ms) <= 0.02 * target_ms
+    merged = httpx.get(urljoin(dub.url + "/", answer["audio_url"])).content
+    assert abs(measured(merged)[0] * 1000 - 2900) <= 0.02 * 2900
+    assert answer["duration_ms"] == sum(s["duration_ms"] for s in answer["segments"])
+
+
+def test_a_bad_batch_item_is_a_400_naming_its_index(dub: Stack, prompts: PromptServer) -> None:
+    body = {"requests": [segment(prompts, "Fine.", 1000), segment(prompts, "", 1000)]}
+    r = httpx.post(f"{dub.url}/synthesize/batch", json=body, headers={"X-Api-Key": KEY})
+    assert r.status_code == 400 and "requests.1.text" in r.json()["error"]["message"]

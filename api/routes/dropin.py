@@ -8,15 +8,21 @@ timeout), without a thread per waiting request.
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import hashlib
+from typing import Annotated, TypeVar
 from urllib.parse import urlsplit
 
+import numpy as np
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Owner, Svc
 from api.dropin import (
+    BatchRequest,
+    BatchResponse,
+    BatchSegment,
     Speaker,
     Speakers,
     SynthesizeRequest,
@@ -27,12 +33,15 @@ from api.dropin import (
 )
 from api.errors import describe_errors
 from api.submit import accept, wait_for_end
+from common import audio
 from common.errors import ApiError, ServiceUnavailable, Unprocessable
+from common.jobstore import new_job_id
 from common.netguard import Refused, checked_addresses, parse_cidrs
-from common.schemas import ErrorEnvelope, JobRecord, JobStatus
-from common.storage import CONTENT_TYPES, LocalStorage
+from common.schemas import AudioInfo, ErrorEnvelope, JobRecord, JobRequest, JobStatus
+from common.storage import CONTENT_TYPES, LocalStorage, audio_key
 from common.workers import alive_workers
 
+T = TypeVar("T", SynthesizeRequest, BatchRequest)
 router = APIRouter(tags=["drop-in (the original service's contract)"])
 #: A job that failed for one of these will fail again: the answer is 422, not 500.
 PERMANENT = {
@@ -59,9 +68,9 @@ class StillRunning(ApiError):
     http_status = 504
 
 
-async def _parse(request: Request) -> SynthesizeRequest:
+async def _parse(request: Request, model: type[T]) -> T:
     try:
-        return SynthesizeRequest.model_validate_json(await request.body())
+        return model.model_validate_json(await request.body())
     except ValidationError as exc:
         errors = exc.errors()
         if any(e["type"] == "json_invalid" for e in errors):
@@ -122,41 +131,114 @@ async def synthesize(
     owner: Owner,
     accept_header: Annotated[str | None, Header(alias="accept")] = None,
 ) -> Response:
-    body = await _parse(request)
+    body = await _parse(request, SynthesizeRequest)
     await run_in_threadpool(_check_engine, svc, body)
+    job = await _accept_one(svc, owner, body)
+    job = _succeeded(await wait_for_end(svc, job, svc.settings.synthesize_wait_s), svc)
+    assert job.audio is not None
+    if _wants_audio(accept_header):
+        data = await run_in_threadpool(svc.storage.get, job.audio.key)
+        return Response(data, media_type=CONTENT_TYPES[job.audio.format])
+    answer = SynthesizeResponse(
+        audio_url=_audio_url(svc, job),
+        duration_ms=round(job.audio.duration_s * 1000),
+        sample_rate=job.audio.sample_rate,
+        format=job.audio.format,
+        file_size=job.audio.size_bytes,
+    )
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
+async def _accept_one(svc: Svc, owner: str, body: SynthesizeRequest, where: str = "") -> JobRecord:
     if body.prompt_audio_url:
         await run_in_threadpool(_check_prompt_url, svc, body.prompt_audio_url)
     try:
         job_request = to_job(body)
         job, _ = await accept(svc, owner, job_request, request_key=fingerprint(body))
     except ValidationError as exc:
-        raise BadRequest(describe_errors(exc.errors())) from None
+        raise BadRequest(where + describe_errors(exc.errors())) from None
     except Unprocessable as exc:
-        raise BadRequest(exc.message, code=exc.code) from None
-    job = await wait_for_end(svc, job, svc.settings.synthesize_wait_s)
+        raise BadRequest(where + exc.message, code=exc.code) from None
+    return job
+
+
+def _succeeded(job: JobRecord, svc: Svc, where: str = "") -> JobRecord:
+    """The job if it succeeded; otherwise the error the original client should see."""
     if job.status == JobStatus.succeeded and job.audio is not None:
-        if _wants_audio(accept_header):
-            data = await run_in_threadpool(svc.storage.get, job.audio.key)
-            return Response(data, media_type=CONTENT_TYPES[job.audio.format])
-        answer = SynthesizeResponse(
-            audio_url=_audio_url(svc, job),
-            duration_ms=round(job.audio.duration_s * 1000),
-            sample_rate=job.audio.sample_rate,
-            format=job.audio.format,
-            file_size=job.audio.size_bytes,
-        )
-        return Response(answer.model_dump_json(), media_type="application/json")
+        return job
     if not job.status.terminal:
         raise StillRunning(
-            f"job {job.id} is still {job.status} after {svc.settings.synthesize_wait_s:g}s; "
-            "sending the same request again waits for the same job"
+            f"{where}job {job.id} is still {job.status} after "
+            f"{svc.settings.synthesize_wait_s:g}s; sending the same request again waits for it"
         )
     error = job.error
     code = error.code if error else str(job.status)
-    message = f"job {job.id} {job.status}: {error.message if error else 'no audio'}"
+    message = f"{where}job {job.id} {job.status}: {error.message if error else 'no audio'}"
     failed = JobFailed(message, code=code)
     failed.http_status = 422 if code in PERMANENT else 500
     raise failed
+
+
+@router.post(
+    "/synthesize/batch",
+    response_model=BatchResponse,
+    responses={code: {"model": ErrorEnvelope} for code in (400, 401, 422, 500, 503, 504)},
+    summary="Synthesise several segments, optionally merged into one track (the original contract)",
+)
+async def synthesize_batch(request: Request, svc: Svc, owner: Owner) -> BatchResponse:
+    batch = await _parse(request, BatchRequest)
+    await run_in_threadpool(_check_engine, svc, batch.requests[0])
+    if batch.merge and len({(r.output_format, r.sample_rate) for r in batch.requests}) > 1:
+        raise BadRequest("requests: merge needs one output_format and sample_rate for all")
+    jobs = [
+        await _accept_one(svc, owner, body, f"requests[{i}]: ")
+        for i, body in enumerate(batch.requests)
+    ]
+    wait_s = svc.settings.synthesize_wait_s
+    ended = await asyncio.gather(*(wait_for_end(svc, job, wait_s) for job in jobs))
+    done = [_succeeded(job, svc, f"requests[{i}]: ") for i, job in enumerate(ended)]
+    segments = [
+        BatchSegment(
+            idx=i,
+            duration_ms=round(job.audio.duration_s * 1000) if job.audio else 0,
+            audio_url=_audio_url(svc, job),
+        )
+        for i, job in enumerate(done)
+    ]
+    merged = await run_in_threadpool(_merge, svc, owner, done) if batch.merge else None
+    return BatchResponse(
+        audio_url=_audio_url(svc, merged) if merged else None,
+        duration_ms=sum(s.duration_ms for s in segments),
+        segments=segments,
+    )
+
+
+def _merge(svc: Svc, owner: str, jobs: list[JobRecord]) -> JobRecord:
+    """Join the segments' audio end to end into one stored track, itself a (finished) job."""
+    tracks = [audio.decode(svc.storage.get(job.audio.key)) for job in jobs if job.audio]
+    rate = tracks[0][1]
+    joined = np.concatenate([audio.to_mono(samples) for samples, _ in tracks])
+    first = jobs[0].audio
+    assert first is not None
+    data = audio.encode(joined, rate, first.format)
+    job_id = new_job_id()
+    key = audio_key(job_id, first.format)
+    svc.storage.put(key, data, CONTENT_TYPES[first.format])
+    info = AudioInfo(
+        key=key,
+        format=first.format,
+        sample_rate=rate,
+        duration_s=round(audio.duration_s(joined, rate), 4),
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    texts = " ".join(job.request.text for job in jobs)
+    merged = JobRequest(
+        text=texts[:2000],
+        format=first.format,
+        metadata={"route": "synthesize/batch", "merged_jobs": ",".join(j.id for j in jobs)[:512]},
+    )
+    return svc.store.add_finished(job_id, owner, merged, info)
 
 
 @router.get(
