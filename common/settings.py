@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     signing_key: SecretStr | None = None
     max_text_chars: int = Field(default=2000, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: The largest voice file `POST /v1/voices` takes (refused before it is read whole).
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    #: The longest voice it takes, in seconds.
+    max_voice_s: float = Field(default=60.0, ge=1.0)
     max_wait_s: float = Field(default=60.0, ge=0, le=60)
     #: How long `POST /synthesize` holds the request (the dubbing client's own timeout is 600 s).
     synthesize_wait_s: float = Field(default=600.0, ge=0, le=3600)
@@ -82,6 +86,17 @@ class Settings(BaseSettings):
     upload_backoff_s: float = Field(default=1.0, gt=0)
     upload_backoff_max_s: float = Field(default=60.0, gt=0)
     io_concurrency: int = Field(default=4, ge=1)
+    #: Webhooks: the default signing secret (`whsec_…`) of every API key; per-key secrets as
+    #: `name:whsec_…` pairs. Unset: each key's secret derives from a random key kept in Redis.
+    #: Webhook URLs pass the same address guard as fetches (TTS_FETCH_ALLOW_CIDRS).
+    webhook_secret: SecretStr | None = None
+    webhook_secrets: SecretStr | None = None
+    #: Seconds before each retry of a failed delivery (about 28 h in all), each ±jitter.
+    webhook_retry_schedule_s: str = "5,300,1800,7200,18000,36000,36000"
+    webhook_jitter: float = Field(default=0.2, ge=0, le=1)
+    webhook_timeout_s: float = Field(default=15.0, gt=0)
+    #: How often the I/O worker looks for due deliveries and finished batches.
+    webhook_poll_s: float = Field(default=1.0, gt=0)
 
     # -- Engine --------------------------------------------------------------------------
     #: A built-in engine (`espeak`, `index_tts2`, `index_tts2_5`) or `package.module:Class`.
@@ -137,6 +152,8 @@ class Settings(BaseSettings):
     job_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
 
     flower_port: int = 5555
+    #: Beyond loopback only with FLOWER_BASIC_AUTH set (Flower's own setting, user:password).
+    flower_host: str = "127.0.0.1"
 
     @field_validator("backend")
     @classmethod
@@ -184,7 +201,7 @@ class Settings(BaseSettings):
         """Refuse to serve beyond loopback without a key; warn when open on loopback."""
         if self.auth_enabled:
             return
-        if not _is_loopback(self.host):
+        if not is_loopback(self.host):
             raise SettingsError(
                 f"TTS_HOST={self.host} listens beyond loopback but no TTS_API_KEY or "
                 "TTS_API_KEYS is set; refusing to start an open API"
@@ -192,7 +209,7 @@ class Settings(BaseSettings):
         log.warning("no API key configured: the API is open to anyone on this machine")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host in LOOPBACK_HOSTS:
         return True
     try:

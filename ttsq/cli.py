@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from common import keys
 from common.errors import EngineLoadError
-from common.settings import Settings, SettingsError
+from common.settings import Settings, SettingsError, is_loopback
 
 
 def _settings() -> Settings:
@@ -144,9 +144,14 @@ def cmd_flower(_: argparse.Namespace) -> int:
     from gpu_worker.tasks import app
 
     settings = _settings()
+    if not is_loopback(settings.flower_host) and not os.environ.get("FLOWER_BASIC_AUTH"):
+        sys.exit(
+            f"ttsq flower: TTS_FLOWER_HOST={settings.flower_host} listens beyond loopback; "
+            "set FLOWER_BASIC_AUTH=user:password first"
+        )
     _require_redis(settings, "flower")
-    # Flower has no auth of its own here: loopback only; reach it through an SSH tunnel.
-    app.start(["flower", f"--port={settings.flower_port}", "--address=127.0.0.1"])
+    address = f"--address={settings.flower_host}"
+    app.start(["flower", f"--port={settings.flower_port}", address])
     return 0
 
 
