@@ -9,9 +9,11 @@ from fastapi import FastAPI
 from api import errors
 from api.deps import Services
 from api.engine_check import EngineView
+from api.allowlist import AllowList
 from api.limits import BodyLimit
-from api.routes import dropin, jobs, system
+from api.routes import dropin, jobs, system, usage
 from common.jobstore import JobStore
+from common.netguard import parse_cidrs
 from common.queue import connect_redis, make_celery
 from common.settings import Settings
 from common.storage import make_storage
@@ -42,10 +44,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.allowed_cidrs:
+        app.add_middleware(
+            AllowList,
+            allowed=parse_cidrs(settings.allowed_cidrs),
+            trusted=parse_cidrs(settings.trusted_proxies),
+        )
     errors.install(app)
     app.include_router(system.router)
     if not public:
         app.include_router(system.keyed_openapi)
     app.include_router(jobs.router)
     app.include_router(dropin.router)
+    app.include_router(usage.router)
     return app

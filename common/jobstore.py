@@ -249,6 +249,7 @@ class JobStore:
             job.stage, job.stage_at = Stage.uploading, now
             job.lease_until = now + timedelta(seconds=upload_lease_s)
             job.metrics.synth_s = round(synth_s, 4)
+            job.metrics.gpu_s = round((job.metrics.gpu_s or 0.0) + synth_s, 4)
             job.metrics.rtf = round(synth_s / duration_s, 4) if duration_s > 0 else None
             job.warnings = warnings
             pipe.set(keys.job_audio_handoff(job.id), wav, ex=int(self.job_ttl.total_seconds()))

@@ -196,6 +196,8 @@ class Metrics(BaseModel):
     synth_s: float | None = None
     #: Real-time factor: synth_s / duration_s (below 1 is faster than real time).
     rtf: float | None = None
+    #: Engine (GPU) seconds this job used, over every attempt that produced audio.
+    gpu_s: float | None = None
 
 
 class ErrorInfo(BaseModel):
@@ -295,6 +297,8 @@ class WorkerHeartbeat(BaseModel):
     capabilities: EngineCapabilities | None = None
     jobs_done: int = 0
     current_job: str | None = None
+    #: When its last job ended (an idle GPU costs as much as a busy one).
+    last_job_at: datetime | None = None
 
 
 class EngineCapabilities(BaseModel):

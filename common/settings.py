@@ -155,6 +155,14 @@ class Settings(BaseSettings):
     #: Beyond loopback only with FLOWER_BASIC_AUTH set (Flower's own setting, user:password).
     flower_host: str = "127.0.0.1"
 
+    #: Client addresses allowed to use the API (comma-separated CIDRs; unset: any), and the
+    #: proxies whose `X-Forwarded-For` is believed.
+    allowed_cidrs: str = ""
+    trusted_proxies: str = ""
+    #: What the GPU machine costs an hour (the design card's 4090: about ¥2–3), for
+    #: `GET /v1/usage`'s estimate; 0 leaves the estimate out.
+    gpu_price_per_hour: float = Field(default=0.0, ge=0)
+
     @field_validator("backend")
     @classmethod
     def _backend_named(cls, value: str) -> str:

@@ -22,6 +22,7 @@ from celery.signals import (
 from kombu.exceptions import OperationalError
 
 from common import keys
+from common.jobstore import utcnow
 from common.queue import make_celery, publish_synthesis, publish_upload
 from common.settings import Settings
 from gpu_worker import recycle, runtime
@@ -64,7 +65,9 @@ def synthesize(self: Task, job_id: str) -> None:
             max_stretch=rt.settings.max_stretch,
         )
     finally:
-        rt.heartbeat.update(current_job=None, jobs_done=rt.heartbeat.beat.jobs_done + 1)
+        rt.heartbeat.update(
+            current_job=None, jobs_done=rt.heartbeat.beat.jobs_done + 1, last_job_at=utcnow()
+        )
     if outcome.next == Next.upload:
         publish_upload(app, job_id)
     recycle.check_gpu_memory(rt.engine_memory_mb(), rt.settings.recycle_gpu_memory_mb)
