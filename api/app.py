@@ -7,11 +7,11 @@ import logging
 from fastapi import FastAPI
 
 from api import errors
+from api.allowlist import AllowList
 from api.deps import Services
 from api.engine_check import EngineView
-from api.allowlist import AllowList
 from api.limits import BodyLimit
-from api.routes import dropin, jobs, system, usage
+from api.routes import batches, dropin, jobs, system, usage, webhooks
 from common.jobstore import JobStore
 from common.netguard import parse_cidrs
 from common.queue import connect_redis, make_celery
@@ -55,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if not public:
         app.include_router(system.keyed_openapi)
     app.include_router(jobs.router)
+    app.include_router(batches.router)
+    app.include_router(webhooks.router)
     app.include_router(dropin.router)
     app.include_router(usage.router)
     return app

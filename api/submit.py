@@ -18,6 +18,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import Services
 from api.text import check_text
+from api.webhook_guard import check_webhook_url
+from common.idempotency import create_job_once
 from common.queue import publish_synthesis
 from common.schemas import JobRecord, JobRequest
 
@@ -26,14 +28,30 @@ log = logging.getLogger(__name__)
 OUTAGE = (redis.RedisError, KombuError, OSError)
 
 
-async def accept(
-    svc: Services, owner: str, body: JobRequest, *, request_key: str | None = None
-) -> tuple[JobRecord, bool]:
-    """Store and publish a job; with `request_key`, join an earlier identical request's job
-    instead when it is queued, running or succeeded. Returns the job and whether it is new."""
+async def check(svc: Services, owner: str, body: JobRequest) -> None:
+    """Refuse a request that cannot run (4xx/5xx), storing nothing."""
     check_text(body.text, max_chars=svc.settings.max_text_chars)
     await run_in_threadpool(svc.engine_view.check, body)
-    if request_key is None:
+    if body.webhook_url is not None:
+        await run_in_threadpool(check_webhook_url, svc.settings, body.webhook_url)
+
+
+async def accept(
+    svc: Services,
+    owner: str,
+    body: JobRequest,
+    *,
+    request_key: str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[JobRecord, bool]:
+    """Store and publish a job; with `request_key`, join an earlier identical request's job
+    instead when it is queued, running or succeeded; with `idempotency_key`, answer with the
+    job that key made for this body (422 for another body). Returns the job and whether it is
+    new."""
+    await check(svc, owner, body)
+    if idempotency_key is not None:
+        job, new = await run_in_threadpool(create_job_once, svc.store, owner, body, idempotency_key)
+    elif request_key is None:
         job, new = await run_in_threadpool(svc.store.create, owner, body), True
     else:
         job, new = await run_in_threadpool(svc.store.create_once, owner, body, request_key)

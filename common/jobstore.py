@@ -21,6 +21,7 @@ from redis.client import Pipeline
 from common import keys
 from common.errors import Conflict, NotFound
 from common.schemas import AudioInfo, ErrorInfo, JobRecord, JobRequest, JobStatus, Stage
+from common.webhooks import END_EVENTS, emit_job_event
 
 Clock = Callable[[], datetime]
 #: A position in an owner's listing: the last (creation score, job id) a page returned.
@@ -178,9 +179,18 @@ class JobStore:
         pipe.execute()
         return job
 
-    def _add(self, owner: str, request: JobRequest, pipe: Pipeline) -> JobRecord:
+    def _add(
+        self,
+        owner: str,
+        request: JobRequest,
+        pipe: Pipeline,
+        *,
+        batch_id: str | None = None,
+        ref: str | None = None,
+    ) -> JobRecord:
         now = self.clock()
         job = JobRecord(id=new_job_id(), owner=owner, request=request, created_at=now)
+        job.batch_id, job.ref = batch_id, ref
         pipe.set(keys.job(job.id), job.model_dump_json())
         pipe.zadd(keys.owner_jobs(owner), {job.id: _score(now)})
         pipe.zadd(keys.QUEUED, {job.id: _score(now)})
@@ -204,12 +214,12 @@ class JobStore:
                 return ClaimResult.skip
             now = self.clock()
             if job.attempts >= max_attempts:
-                self._end(job, pipe, JobStatus.failed, now)
                 job.error = ErrorInfo(
                     code="attempts_exhausted",
                     message=f"synthesis was started {job.attempts} times and never finished "
                     "(worker crash, restart or repeated engine error); giving up",
                 )
+                self._end(job, pipe, JobStatus.failed, now)
                 return ClaimResult.exhausted
             job.status, job.stage, job.worker = JobStatus.running, Stage.synthesizing, instance
             job.attempts += 1
@@ -219,6 +229,8 @@ class JobStore:
             pipe.zrem(keys.QUEUED, job.id)
             pipe.zrem(keys.UNPUBLISHED, job.id)  # a message reached a worker: nothing to resend
             pipe.zadd(keys.RUNNING, {job.id: _score(now)})
+            if job.attempts == 1:
+                emit_job_event(pipe, job, "job.started", now, self._ttl_s)
             return ClaimResult.run
 
         result, job = self._change(job_id, change)
@@ -417,6 +429,11 @@ class JobStore:
         pipe.zrem(keys.UNPUBLISHED, job.id)
         pipe.zadd(keys.EXPIRY, {job.id: _score(job.expires_at)})
         pipe.delete(keys.job_audio_handoff(job.id))
+        emit_job_event(pipe, job, END_EVENTS[status], now, self._ttl_s)
+
+    @property
+    def _ttl_s(self) -> int:
+        return int(self.job_ttl.total_seconds())
 
     def _change(
         self, job_id: str, change: Callable[[JobRecord, Pipeline], T]

@@ -9,10 +9,14 @@ PREFIX = "ttsq"
 SYNTH_QUEUE = "ttsq.synth"
 #: Celery queue the I/O worker consumes: uploads now, webhook deliveries later.
 IO_QUEUE = "ttsq.io"
+#: Celery queue of webhook deliveries, also consumed by `ttsq io` (a slow receiver never
+#: holds up the upload messages behind it in one list).
+WEBHOOK_QUEUE = "ttsq.webhooks"
 
 #: Task names; the API sends by name and never imports the worker.
 TASK_SYNTHESIZE = "ttsq.synthesize"
 TASK_UPLOAD = "ttsq.upload"
+TASK_DELIVER_WEBHOOK = "ttsq.deliver_webhook"
 
 
 def job(job_id: str) -> str:
@@ -77,3 +81,38 @@ def worker_heartbeat(instance: str) -> str:
 
 
 WORKER_HEARTBEAT_PATTERN = f"{PREFIX}:worker:*"
+
+
+# -- webhooks, batches, idempotency (common/webhooks.py, batchstore.py, idempotency.py) -------
+
+
+def webhook_delivery(delivery_id: str) -> str:
+    """One webhook delivery (JSON `Delivery`): its event, payload and every attempt."""
+    return f"{PREFIX}:webhook:{delivery_id}"
+
+
+def subject_deliveries(subject_id: str) -> str:
+    """List of the delivery ids of one job or batch, oldest first."""
+    return f"{PREFIX}:webhooks-of:{subject_id}"
+
+
+#: The webhook outbox: sorted set of pending delivery ids, scored by when the next attempt is
+#: due (or, while one is in flight, when its lease ends and it may be sent again).
+WEBHOOKS_DUE = f"{PREFIX}:webhooks:due"
+#: Random key the per-owner webhook secrets derive from when TTS_WEBHOOK_SECRET is unset.
+WEBHOOK_MASTER_KEY = f"{PREFIX}:webhooks:master-key"
+
+
+def batch(batch_id: str) -> str:
+    """A batch (JSON `BatchRecord`): its items' refs and job ids, its webhook."""
+    return f"{PREFIX}:batch:{batch_id}"
+
+
+#: Sorted set of batches one of whose items ended since the last look, scored by how many
+#: ended; the I/O worker sends `batch.completed` once all have.
+BATCHES_TO_CHECK = f"{PREFIX}:batches:to-check"
+
+
+def idempotency(owner: str, key: str) -> str:
+    """What one owner's Idempotency-Key made (JSON `IdempotencyEntry`), kept 24 h."""
+    return f"{PREFIX}:owner:{owner}:idempotency:{key}"

@@ -88,6 +88,7 @@ def make_celery(settings: Settings, main: str = "ttsq") -> Celery:
         task_routes={
             keys.TASK_SYNTHESIZE: {"queue": keys.SYNTH_QUEUE},
             keys.TASK_UPLOAD: {"queue": keys.IO_QUEUE},
+            keys.TASK_DELIVER_WEBHOOK: {"queue": keys.WEBHOOK_QUEUE},
         },
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
@@ -117,3 +118,7 @@ def publish_synthesis(app: Celery, job_id: str, countdown: float | None = None) 
 
 def publish_upload(app: Celery, job_id: str, countdown: float | None = None) -> None:
     app.send_task(keys.TASK_UPLOAD, args=[job_id], queue=keys.IO_QUEUE, countdown=countdown)
+
+
+def publish_webhook(app: Celery, delivery_id: str) -> None:
+    app.send_task(keys.TASK_DELIVER_WEBHOOK, args=[delivery_id], queue=keys.WEBHOOK_QUEUE)

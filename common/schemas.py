@@ -119,6 +119,7 @@ LANGUAGES: tuple[str, ...] = get_args(Language)
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 Factor = Annotated[float, Field(ge=0.5, le=2.0)]
 HttpUrlText = Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=4096)]
+JobEventName = Literal["job.started", "job.succeeded", "job.failed", "job.canceled"]
 
 
 class Segment(Strict):
@@ -164,6 +165,9 @@ class JobRequest(Strict):
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] = Field(
         default_factory=dict
     )
+    #: Where to POST signed events (Standard Webhooks), and which (see `common/webhooks.py`).
+    webhook_url: HttpUrlText | None = None
+    webhook_events: list[JobEventName] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> JobRequest:
@@ -229,6 +233,9 @@ class JobRecord(BaseModel):
     metrics: Metrics = Field(default_factory=Metrics)
     error: ErrorInfo | None = None
     warnings: list[str] = Field(default_factory=list)
+    #: The batch this job is an item of, and the client's `ref` for it.
+    batch_id: str | None = None
+    ref: str | None = None
 
 
 class JobUrls(BaseModel):

@@ -17,10 +17,11 @@ from functools import partial
 import redis
 from celery import Celery
 
+from common.batchstore import BatchStore
 from common.errors import TtsqError
 from common.jobstore import JobStore, utcnow
 from common.netguard import parse_cidrs
-from common.queue import connect_redis, publish_synthesis, publish_upload
+from common.queue import connect_redis, publish_synthesis, publish_upload, publish_webhook
 from common.schemas import WorkerHeartbeat
 from common.settings import Settings
 from common.storage import Storage, make_storage, storage_problem
@@ -31,6 +32,7 @@ from gpu_worker.heartbeat import Every, Heartbeat
 from gpu_worker.housekeeping import Sweeper
 from gpu_worker.url_voices import UrlVoices
 from gpu_worker.voices import VoiceCache
+from gpu_worker.webhooks import Pump
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class Runtime:
     engine: Engine | None = None
     sweeper: Every | None = None
     url_voices: UrlVoices | None = None
+    webhooks: Every | None = None
 
     def is_alive(self, instance: str) -> bool:
         return is_alive(self.redis, instance)
@@ -184,7 +187,11 @@ def start_io(settings: Settings, app: Celery) -> Runtime:
     # Its own thread: a slow sweep (S3 deletes on expiry) never delays the heartbeat.
     sweeping = Every(settings.sweep_interval_s, sweeper.run, name="ttsq-sweeper")
     sweeping.start()
+    pump = Pump(client, BatchStore(store), settings, partial(publish_webhook, app))
+    webhooks = Every(settings.webhook_poll_s, pump.run, name="ttsq-webhooks")
+    webhooks.start()
     _current = Runtime(settings, client, store, storage, beat.instance, heartbeat, None, sweeping)
+    _current.webhooks = webhooks
     return _current
 
 
@@ -193,5 +200,7 @@ def stop() -> None:
     if _current is not None:
         if _current.sweeper is not None:
             _current.sweeper.stop()
+        if _current.webhooks is not None:
+            _current.webhooks.stop()
         _current.heartbeat.stop()
         _current = None

@@ -28,6 +28,7 @@ from common.settings import Settings
 from gpu_worker import recycle, runtime
 from gpu_worker.synthesis import Next, run_synthesis
 from gpu_worker.upload import run_upload
+from gpu_worker.webhooks import run_delivery
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,12 @@ def upload(self: Task, job_id: str) -> None:
         rt.store.mark_published(job_id)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
+
+
+@app.task(name=keys.TASK_DELIVER_WEBHOOK, bind=True, max_retries=5, **_RETRY)
+def deliver_webhook(self: Task, delivery_id: str) -> None:
+    rt = _runtime()
+    run_delivery(delivery_id, client=rt.redis, settings=rt.settings, storage=rt.storage)
 
 
 def _role() -> str:

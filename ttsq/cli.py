@@ -136,7 +136,8 @@ def cmd_io(_: argparse.Namespace) -> int:
     problem = storage_problem(settings)
     if problem is not None:
         sys.exit(f"ttsq io: storage is not usable: {problem}")
-    argv = ["-Q", keys.IO_QUEUE, "--pool", "threads", "--concurrency", str(settings.io_concurrency)]
+    queues = f"{keys.IO_QUEUE},{keys.WEBHOOK_QUEUE}"
+    argv = ["-Q", queues, "--pool", "threads", "--concurrency", str(settings.io_concurrency)]
     return _celery_worker("io", argv)
 
 

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Owner, Svc
 from api.resources import job_resource
 from api.submit import OUTAGE, accept, wait_for_end
+from api.webhook_guard import IdempotencyKey
 from common.errors import Conflict
 from common.schemas import (
     JOB_ID_PATTERN,
@@ -47,9 +48,16 @@ async def _resource(svc: Svc, job: JobRecord) -> JobResource:
 
 
 async def _submit(
-    svc: Svc, owner: str, body: JobRequest, wait_s: float | None, response: Response
+    svc: Svc,
+    owner: str,
+    body: JobRequest,
+    wait_s: float | None,
+    response: Response,
+    idempotency_key: str | None = None,
 ) -> JobResource:
-    job, _ = await accept(svc, owner, body)
+    job, new = await accept(svc, owner, body, idempotency_key=idempotency_key)
+    if not new:
+        response.headers["Idempotent-Replayed"] = "true"
     if wait_s:
         response.headers["Preference-Applied"] = f"wait={wait_s:g}"
         job = await wait_for_end(svc, job, wait_s)
@@ -80,8 +88,10 @@ async def create_job(
             description="`wait=N` (N ≤ 60) holds the answer until the job ends or N seconds pass"
         ),
     ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobResource:
-    return await _submit(svc, owner, body, _prefer_wait(prefer, svc.settings.max_wait_s), response)
+    wait_s = _prefer_wait(prefer, svc.settings.max_wait_s)
+    return await _submit(svc, owner, body, wait_s, response, idempotency_key)
 
 
 @router.get(
