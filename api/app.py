@@ -11,12 +11,13 @@ from api.allowlist import AllowList
 from api.deps import Services
 from api.engine_check import EngineView
 from api.limits import BodyLimit
-from api.routes import batches, dropin, jobs, system, usage, webhooks
+from api.routes import batches, dropin, jobs, system, usage, voices, webhooks
 from common.jobstore import JobStore
 from common.netguard import parse_cidrs
 from common.queue import connect_redis, make_celery
 from common.settings import Settings
 from common.storage import make_storage
+from common.voicestore import VoiceStore
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         storage=make_storage(settings),
         celery=make_celery(settings),
         engine_view=EngineView(client),
+        voices=VoiceStore(client),
         api_keys=settings.parsed_api_keys(),
     )
     public = settings.public_docs
@@ -43,7 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc" if public else None,
     )
     app.state.services = services
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        uploads={"/v1/voices": settings.max_upload_bytes + voices.FORM_OVERHEAD_BYTES},
+    )
     if settings.allowed_cidrs:
         app.add_middleware(
             AllowList,
@@ -59,4 +65,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(dropin.router)
     app.include_router(usage.router)
+    app.include_router(voices.router)
     return app

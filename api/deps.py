@@ -14,6 +14,7 @@ from common.errors import Unauthorized
 from common.jobstore import JobStore
 from common.settings import Settings
 from common.storage import LocalStorage, S3Storage
+from common.voicestore import VoiceStore
 
 ANONYMOUS = "anonymous"
 
@@ -25,6 +26,7 @@ class Services:
     storage: LocalStorage | S3Storage
     celery: Celery
     engine_view: EngineView
+    voices: VoiceStore
     #: {key: owner name}, compared in constant time.
     api_keys: dict[str, str] = field(default_factory=dict)
 

@@ -16,8 +16,12 @@ MAX_HEADER_BYTES = 16 * 1024
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, uploads: dict[str, int] | None = None
+    ) -> None:
         self.app, self.max_bytes = app, max_bytes
+        #: Paths that take a multipart upload, each with its own limit (`POST /v1/voices`).
+        self.uploads = uploads or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -35,17 +39,27 @@ class BodyLimit:
             return
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+        max_bytes = self.uploads.get(scope["path"], self.max_bytes)
+        if length is not None and (not length.isdigit() or int(length) > max_bytes):
             await _refuse(
                 send,
                 413,
                 "payload_too_large",
-                f"the body exceeds the limit of {self.max_bytes} bytes",
+                f"the body exceeds the limit of {max_bytes} bytes",
             )
             return
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         has_body = length not in (None, b"0") or headers.get(b"transfer-encoding")
-        if has_body and ctype != b"application/json":
+        if has_body and scope["path"] in self.uploads:
+            if ctype != b"multipart/form-data":
+                await _refuse(
+                    send,
+                    415,
+                    "unsupported_media_type",
+                    "the body must be a form upload (Content-Type: multipart/form-data)",
+                )
+                return
+        elif has_body and ctype != b"application/json":
             await _refuse(
                 send,
                 415,
@@ -60,11 +74,9 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > max_bytes:
                     # FastAPI re-raises HTTPException from body parsing: the envelope follows.
-                    raise HTTPException(
-                        413, f"the body exceeds the limit of {self.max_bytes} bytes"
-                    )
+                    raise HTTPException(413, f"the body exceeds the limit of {max_bytes} bytes")
             return message
 
         await self.app(scope, limited, send)

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import Services
 from api.text import check_text
+from api.voice_upload import check_voices
 from api.webhook_guard import check_webhook_url
 from common.idempotency import create_job_once
 from common.queue import publish_synthesis
@@ -32,6 +33,7 @@ async def check(svc: Services, owner: str, body: JobRequest) -> None:
     """Refuse a request that cannot run (4xx/5xx), storing nothing."""
     check_text(body.text, max_chars=svc.settings.max_text_chars)
     await run_in_threadpool(svc.engine_view.check, body)
+    await run_in_threadpool(check_voices, svc.voices, owner, body)
     if body.webhook_url is not None:
         await run_in_threadpool(check_webhook_url, svc.settings, body.webhook_url)
 

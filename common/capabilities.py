@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from common.errors import EngineInputError
 from common.schemas import EngineCapabilities, JobRequest
+from common.voice_schemas import is_uploaded_voice
 
 
 def unsupported(request: JobRequest, caps: EngineCapabilities) -> list[str]:
     """Each part of `request` that the engine cannot honour, as `field: reason`."""
     problems = []
-    if request.voice is not None and request.voice not in caps.voices:
+    # An uploaded voice is the key's own, checked against the voice store, not the engine's list.
+    uploaded = caps.voice_cloning or caps.voice_mapping is not None
+    if is_uploaded_voice(request.voice) and not uploaded:
+        problems.append(f"voice: {caps.engine} cannot speak in an uploaded voice")
+    elif request.voice is not None and not is_uploaded_voice(request.voice) and (
+        request.voice not in caps.voices
+    ):
         problems.append(
             f"voice: {request.voice!r} is not a voice of the running engine ({caps.engine}); "
             f"choose one of {', '.join(caps.voices)}"
@@ -23,10 +30,13 @@ def unsupported(request: JobRequest, caps: EngineCapabilities) -> list[str]:
     if request.language is not None and request.language not in caps.languages:
         problems.append(f"language: {caps.engine} speaks {', '.join(caps.languages)}")
     if request.emotion is not None:
-        if request.emotion.audio is not None and request.emotion.audio not in caps.voices:
-            problems.append(f"emotion.audio: {request.emotion.audio!r} is not a known voice")
+        audio = request.emotion.audio
+        if audio is not None and not is_uploaded_voice(audio) and audio not in caps.voices:
+            problems.append(f"emotion.audio: {audio!r} is not a known voice")
         for name in sorted(request.emotion.model_fields_set):
-            if getattr(request.emotion, name) is not None and name not in caps.emotion:
+            # A reference by URL is an emotion audio like any other, once fetched.
+            control = "audio" if name == "audio_url" else name
+            if getattr(request.emotion, name) is not None and control not in caps.emotion:
                 problems.append(f"emotion.{name}: not supported by {caps.engine}")
     if request.generation is not None:
         for name in sorted(request.generation.model_fields_set):

@@ -83,6 +83,22 @@ def worker_heartbeat(instance: str) -> str:
 WORKER_HEARTBEAT_PATTERN = f"{PREFIX}:worker:*"
 
 
+def voice(voice_id: str) -> str:
+    """An uploaded voice's record, a JSON `VoiceRecord`."""
+    return f"{PREFIX}:voice:{voice_id}"
+
+
+def owner_voices(owner: str) -> str:
+    """Sorted set of one API key's voice ids, scored by creation time (listing, newest first)."""
+    return f"{PREFIX}:owner:{owner}:voices"
+
+
+def voice_object_users(sha256: str) -> str:
+    """Set of the voice ids whose audio is the stored object `voices/<sha256>.wav`: the object
+    is deleted with the last of them (two keys may upload the same audio)."""
+    return f"{PREFIX}:voice-object:{sha256}:users"
+
+
 # -- webhooks, batches, idempotency (common/webhooks.py, batchstore.py, idempotency.py) -------
 
 

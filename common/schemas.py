@@ -80,6 +80,8 @@ class Emotion(Strict):
     at most; `alpha` (0–1) is how strongly it applies."""
 
     audio: VoiceId | None = None
+    #: The emotion reference at an http(s) URL, fetched as `voice_url` is.
+    audio_url: HttpUrlText | None = None
     alpha: Weight | None = None
     vector: EmotionVector | None = None
     text: (
@@ -90,9 +92,12 @@ class Emotion(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> Emotion:
-        given = [n for n in ("audio", "vector", "text") if getattr(self, n) is not None]
+        sources = ("audio", "audio_url", "vector", "text")
+        given = [n for n in sources if getattr(self, n) is not None]
         if len(given) > 1:
-            raise ValueError(f"give one of audio, vector or text, not {' and '.join(given)}")
+            raise ValueError(
+                f"give one of audio, audio_url, vector or text, not {' and '.join(given)}"
+            )
         return self
 
 
@@ -117,6 +122,11 @@ Language = Literal["zh", "en", "ja", "ar", "es"]
 LANGUAGES: tuple[str, ...] = get_args(Language)
 #: The sample rates an MP3 stream can carry (MPEG-1, 2 and 2.5 layer III).
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+#: The sample rates Ogg Opus carries (libsndfile's encoder takes no others).
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+#: What a job's audio can be delivered as; `pcm_s16le` is raw little-endian samples, no header.
+AudioFormat = Literal["wav", "flac", "mp3", "opus", "pcm_s16le"]
+AUDIO_FORMATS: tuple[str, ...] = get_args(AudioFormat)
 Factor = Annotated[float, Field(ge=0.5, le=2.0)]
 HttpUrlText = Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=4096)]
 JobEventName = Literal["job.started", "job.succeeded", "job.failed", "job.canceled"]
@@ -148,7 +158,7 @@ class JobRequest(Strict):
     language: Language | None = None
     emotion: Emotion | None = None
     generation: Generation | None = None
-    format: Literal["wav", "mp3"] = "wav"
+    format: AudioFormat = "wav"
     #: Resample the result (soxr, high quality); default: the engine's rate.
     sample_rate: Annotated[int, Field(ge=8000, le=48000)] | None = None
     #: Speaking rate: 1.5 is half again as fast (pitch kept).
@@ -160,6 +170,15 @@ class JobRequest(Strict):
     #: Stretch the result to last this long (within ±2% when the stretch is within bounds).
     target_duration_s: Annotated[float, Field(gt=0, le=600)] | None = None
     max_stretch: Annotated[float, Field(ge=1.0, le=4.0)] | None = None
+    #: 2 delivers the (mono) speech on both channels; default 1.
+    channels: Annotated[int, Field(ge=1, le=2)] | None = None
+    #: Normalise to this integrated loudness (ITU-R BS.1770, LUFS: -23 broadcast, -16 web)...
+    loudness: Annotated[float, Field(ge=-70.0, le=-5.0)] | None = None
+    #: ...unless that puts the true peak above this ceiling (dBTP, default -1): then the peak wins.
+    true_peak_db: Annotated[float, Field(ge=-20.0, le=0.0)] | None = None
+    #: Cut leading and trailing audio quieter than `silence_threshold_db` (dBFS, default -50).
+    trim_silence: bool = False
+    silence_threshold_db: Annotated[float, Field(ge=-90.0, le=-10.0)] | None = None
     #: A timed script: each segment spoken, fitted to its own target, placed at its start.
     segments: Annotated[list[Segment], Field(min_length=1, max_length=200)] | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] = Field(
@@ -178,12 +197,24 @@ class JobRequest(Strict):
             raise ValueError(
                 f"sample_rate: MP3 carries {', '.join(map(str, MP3_RATES))} Hz, not {rate}"
             )
+        if self.format == "opus" and rate is not None and rate not in OPUS_RATES:
+            raise ValueError(
+                f"sample_rate: Ogg Opus carries {', '.join(map(str, OPUS_RATES))} Hz, not {rate}"
+            )
+        if self.loudness is not None and self.energy is not None:
+            raise ValueError("energy: give loudness or energy, not both")
+        if self.true_peak_db is not None and self.loudness is None:
+            raise ValueError("true_peak_db: a ceiling for loudness; give loudness too")
+        if self.silence_threshold_db is not None and not self.trim_silence:
+            raise ValueError("silence_threshold_db: applies with trim_silence: true")
+        if self.trim_silence and self.segments:
+            raise ValueError("trim_silence: a timed script keeps its timing; not with segments")
         return self
 
 
 class AudioInfo(BaseModel):
     key: str
-    format: Literal["wav", "mp3"] = "wav"
+    format: AudioFormat = "wav"
     sample_rate: int
     channels: int = 1
     duration_s: float
@@ -191,6 +222,9 @@ class AudioInfo(BaseModel):
     sha256: str
     #: Output duration over the engine's: below 1 sped up, above 1 slowed down.
     stretch: float | None = None
+    #: Integrated loudness (LUFS) and true peak (dBTP), measured on the delivered file.
+    loudness: float | None = None
+    peak: float | None = None
 
 
 class Metrics(BaseModel):
@@ -253,6 +287,8 @@ class PublicAudio(BaseModel):
     size_bytes: int
     sha256: str
     stretch: float | None = None
+    loudness: float | None = None
+    peak: float | None = None
     url_expires_at: datetime
 
 
@@ -320,6 +356,8 @@ class EngineCapabilities(BaseModel):
     generation: list[str] = Field(default_factory=list)
     #: Whether it speaks in the voice of any reference audio (`voice_url`), not only its own.
     voice_cloning: bool = False
+    #: How an engine that cannot clone speaks an uploaded voice (None: it clones, or cannot).
+    voice_mapping: str | None = None
 
 
 WorkerHeartbeat.model_rebuild()

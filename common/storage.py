@@ -20,9 +20,17 @@ from urllib.parse import urlencode
 from common.errors import NotFound, StorageUnavailable
 from common.settings import Settings
 
-KEY_PATTERN = re.compile(r"^audio/[0-9a-f]{32}\.(wav|mp3)$")
+KEY_PATTERN = re.compile(
+    r"^(audio/[0-9a-f]{32}\.(wav|flac|mp3|opus|pcm_s16le)|voices/[0-9a-f]{64}\.wav)$"
+)
 #: What each delivered format is served as.
-CONTENT_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
+CONTENT_TYPES = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg; codecs=opus",
+    "pcm_s16le": "application/octet-stream",  # audio/L16 would say big-endian
+}
 #: Where the write check puts (and at once deletes) its probe objects.
 PROBE_PREFIX = ".ttsq-probe/"
 

@@ -25,11 +25,13 @@ from common.queue import connect_redis, publish_synthesis, publish_upload, publi
 from common.schemas import WorkerHeartbeat
 from common.settings import Settings
 from common.storage import Storage, make_storage, storage_problem
+from common.voicestore import VoiceStore
 from common.workers import is_alive, new_instance_name
 from gpu_worker.engines import load_engine
 from gpu_worker.engines.base import Engine
 from gpu_worker.heartbeat import Every, Heartbeat
 from gpu_worker.housekeeping import Sweeper
+from gpu_worker.uploaded_voices import UploadedVoices
 from gpu_worker.url_voices import UrlVoices
 from gpu_worker.voices import VoiceCache
 from gpu_worker.webhooks import Pump
@@ -52,6 +54,7 @@ class Runtime:
     sweeper: Every | None = None
     url_voices: UrlVoices | None = None
     webhooks: Every | None = None
+    uploaded_voices: UploadedVoices | None = None
 
     def is_alive(self, instance: str) -> bool:
         return is_alive(self.redis, instance)
@@ -160,6 +163,7 @@ def start_synth(settings: Settings) -> Runtime:
     )
     _current = Runtime(settings, client, store, storage, beat.instance, heartbeat, engine)
     _current.url_voices = url_voices
+    _current.uploaded_voices = UploadedVoices(VoiceStore(client), storage, url_voices.cache)
     return _current
 
 

@@ -14,13 +14,14 @@ from enum import StrEnum
 
 from common.audio import from_pcm16, pcm16
 from common.capabilities import check as check_capabilities
-from common.errors import EngineInputError, PermanentError, TransientError
+from common.errors import PermanentError, TransientError
 from common.jobstore import ClaimResult, JobStore
 from common.schemas import JobRequest
 from common.wav import encode_wav
 from gpu_worker.engines.base import Engine, SynthesisOutput
 from gpu_worker.joblog import job_log
 from gpu_worker.postprocess import fit, place
+from gpu_worker.uploaded_voices import UploadedVoices, resolve_references
 from gpu_worker.url_voices import UrlVoices
 
 
@@ -56,6 +57,7 @@ def run_synthesis(
     retry_base_s: float = 1.0,
     url_voices: UrlVoices | None = None,
     max_stretch: float = 1.5,
+    uploaded_voices: UploadedVoices | None = None,
 ) -> SynthesisOutcome:
     log = job_log(__name__, job_id)
     claim = store.claim(job_id, instance, is_alive=is_alive, max_attempts=max_attempts)
@@ -70,7 +72,10 @@ def run_synthesis(
     started = time.perf_counter()
     try:
         check_capabilities(job.request, engine.capabilities())
-        out = speak(job.request, engine, url_voices=url_voices, max_stretch=max_stretch)
+        request = resolve_references(
+            job.request, job.owner, engine, url_voices=url_voices, uploaded=uploaded_voices
+        )
+        out = speak(request, engine, max_stretch=max_stretch)
     except PermanentError as exc:
         log.warning("failed: %s (%s)", exc.message, exc.code)
         store.fail(job_id, exc.code, exc.message)
@@ -110,16 +115,9 @@ def run_synthesis(
     return SynthesisOutcome(Next.upload)
 
 
-def speak(
-    request: JobRequest, engine: Engine, *, url_voices: UrlVoices | None, max_stretch: float
-) -> SynthesisOutput:
-    """Run the engine for one job: its reference audio fetched first if given by URL, and a
-    timed script spoken segment by segment, each fitted to its slot and placed at its start."""
-    if request.voice_url is not None:
-        if url_voices is None:
-            raise EngineInputError("voice_url: this worker does not fetch reference audio")
-        voice = url_voices.voice_id(request.voice_url)
-        request = request.model_copy(update={"voice": voice, "voice_url": None})
+def speak(request: JobRequest, engine: Engine, *, max_stretch: float) -> SynthesisOutput:
+    """Run the engine for one job (its reference audio already resolved): a timed script
+    spoken segment by segment, each fitted to its slot and placed at its start."""
     if not request.segments:
         return engine.synthesize(request)
     parts, warnings, rate = [], [], 0

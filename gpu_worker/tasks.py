@@ -63,6 +63,7 @@ def synthesize(self: Task, job_id: str) -> None:
             max_attempts=rt.settings.max_attempts,
             upload_lease_s=rt.settings.stuck_grace_s,
             url_voices=rt.url_voices,
+            uploaded_voices=rt.uploaded_voices,
             max_stretch=rt.settings.max_stretch,
         )
     finally:

@@ -250,4 +250,8 @@ def _merge(svc: Svc, owner: str, jobs: list[JobRecord]) -> JobRecord:
 async def speakers(svc: Svc, owner: Owner) -> Speakers:
     caps = await run_in_threadpool(svc.engine_view.capabilities)
     voices = sorted({v for c in caps for v in c.voices})
-    return Speakers(speakers=[Speaker(id=v, name=v) for v in voices])
+    own, _ = await run_in_threadpool(lambda: svc.voices.list_owned(owner, after=None, limit=1000))
+    return Speakers(
+        speakers=[Speaker(id=v, name=v) for v in voices]
+        + [Speaker(id=v.id, name=v.name) for v in own]
+    )

@@ -11,6 +11,8 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Owner, Svc
+from common.audio import AudioSupport
+from common.audio import support as audio_support
 from common.errors import NotFound, ServiceUnavailable, StorageUnavailable
 from common.schemas import EngineCapabilities, ErrorEnvelope, WorkerHeartbeat
 from common.storage import CONTENT_TYPES, LocalStorage
@@ -43,6 +45,8 @@ class Readiness(BaseModel):
 class EngineInfo(BaseModel):
     engines: list[EngineCapabilities]
     workers: list[WorkerHeartbeat]
+    #: The formats and ranges every job's audio can be delivered in (whatever the engine).
+    audio: AudioSupport
 
 
 @router.get("/health", response_model=Health, summary="Liveness (no key needed)")
@@ -145,7 +149,13 @@ async def engine(svc: Svc, owner: Owner) -> EngineInfo:
     workers = await run_in_threadpool(alive_workers, svc.store.redis)
     synth = [w for w in workers if w.kind == "synth"]
     engines = {w.capabilities.engine: w.capabilities for w in synth if w.capabilities}
-    return EngineInfo(engines=list(engines.values()), workers=synth)
+    # The key's uploaded voices, read live: usable on every worker as soon as they exist.
+    own = await run_in_threadpool(svc.voices.ids_owned, owner)
+    return EngineInfo(
+        engines=[c.model_copy(update={"voices": [*c.voices, *own]}) for c in engines.values()],
+        workers=synth,
+        audio=audio_support(svc.settings.max_stretch),
+    )
 
 
 @router.get(

@@ -26,6 +26,15 @@ _CJK = re.compile(r"([\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]+)")
 
 #: `auto` picks Mandarin for Chinese characters and English for the rest.
 VOICES = {"auto": None, "en": "en", "en-us": "en-us", "cmn": "cmn"}
+#: eSpeak cannot speak in the voice of a recording: an uploaded voice gets the eSpeak voice its
+#: metadata names (`voice_for`), as `<voice>+<variant>`.
+_LANGUAGES = {"en": "en", "en-gb": "en", "en-us": "en-us", "zh": "cmn", "cmn": "cmn"}
+_VARIANTS = {"female": "f3", "f": "f3", "male": "m3", "m": "m3"}
+VOICE_MAPPING = (
+    "an uploaded voice is spoken with the eSpeak voice for its metadata `language` (en, en-gb, "
+    "en-us, zh; otherwise auto) in the variant for its metadata `gender` (female: f3, male: "
+    "m3; otherwise the default); its audio is not used"
+)
 
 
 class EspeakEngine:
@@ -85,24 +94,35 @@ class EspeakEngine:
             voices=sorted(VOICES),
             default_voice="auto",
             languages=["en", "zh"],
+            voice_mapping=VOICE_MAPPING,
         )
+
+    def voice_for(self, metadata: dict[str, str]) -> str:
+        """The eSpeak voice an uploaded voice is spoken with (see VOICE_MAPPING)."""
+        voice = _LANGUAGES.get(metadata.get("language", "").strip().lower(), "auto")
+        variant = _VARIANTS.get(metadata.get("gender", "").strip().lower())
+        return f"{voice}+{variant}" if variant else voice
 
     def warmup(self) -> None:
         self.synthesize(JobRequest(text="ok"))
 
     def synthesize(self, request: JobRequest) -> SynthesisOutput:
-        voice = request.voice or "auto"
-        if voice not in VOICES:
+        voice, _, variant = (request.voice or "auto").partition("+")
+        if voice not in VOICES or (variant and variant not in _VARIANTS.values()):
             raise EngineInputError(f"voice {voice!r} is not one of {sorted(VOICES)}")
         with self._lock:
-            pcm = b"".join(self._speak(run, VOICES[voice]) for run in _runs(request.text))
+            pcm = b"".join(
+                self._speak(run, VOICES[voice], variant) for run in _runs(request.text)
+            )
         if not pcm:
             raise EngineInputError("the text produced no speech")
         return SynthesisOutput(pcm16=pcm, sample_rate=self.sample_rate)
 
-    def _speak(self, text: str, voice: str | None) -> bytes:
+    def _speak(self, text: str, voice: str | None, variant: str = "") -> bytes:
         if voice is None:
             voice = "cmn" if _CJK.fullmatch(text) else "en"
+        if variant:
+            voice = f"{voice}+{variant}"
         if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise EngineLoadError(f"eSpeak NG has no voice {voice!r}")
         data = text.encode()
