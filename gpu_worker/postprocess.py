@@ -1,9 +1,11 @@
-"""What happens to the engine's audio before it is delivered: speed, fit to a target duration,
-pitch, energy, sample rate and format. Runs on the I/O worker, off the GPU's path.
+"""What happens to the engine's audio before it is delivered: silence trimmed, speed, fit to a
+target duration, pitch, energy, sample rate, channels, loudness and format. Runs on the I/O
+worker, off the GPU's path.
 
 Libraries, not hand-written DSP: Rubber Band (through `pedalboard.time_stretch`) stretches time
-with the pitch kept, `pedalboard.PitchShift` moves pitch, `soxr` resamples, LAME (through
-`pedalboard`) encodes MP3.
+with the pitch kept, `pedalboard.PitchShift` moves pitch, `soxr` resamples, `pyloudnorm`
+measures loudness (`loudness.py`), libsndfile encodes FLAC and Ogg Opus, LAME (through
+`pedalboard`) encodes MP3. Only gains and the trimming cut are ours.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import numpy as np
 
 from common import audio
 from common.audio import Samples
-from common.schemas import JobRequest
+from common.schemas import MP3_RATES, OPUS_RATES, JobRequest
 from common.storage import CONTENT_TYPES
+from gpu_worker import loudness
 
 
 @dataclass
@@ -27,6 +30,10 @@ class Delivered:
     channels: int
     duration_s: float
     stretch: float | None
+    #: LUFS and dBTP of the delivered file; None where it is silent (or, for loudness,
+    #: shorter than a 400 ms measuring block).
+    loudness: float | None = None
+    peak: float | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -104,37 +111,88 @@ def _resample(samples: Samples, rate: int, to: int) -> Samples:
     return np.asarray(soxr.resample(samples, rate, to, quality="HQ"), dtype=np.float32)
 
 
+def _trim(samples: Samples, rate: int, threshold_db: float) -> tuple[Samples, list[str]]:
+    """Cut what precedes the first and follows the last sample above `threshold_db` dBFS,
+    keeping a 10 ms margin either side so no onset is clipped."""
+    loud = np.flatnonzero(np.abs(samples) > 10 ** (threshold_db / 20))
+    if loud.size == 0:
+        return samples, [f"trim_silence: all of the audio is below {threshold_db:g} dBFS; kept"]
+    margin = rate // 100
+    return samples[max(0, loud[0] - margin) : loud[-1] + 1 + margin], []
+
+
+def _carried_rate(rate: int, fmt: str) -> int:
+    """The engine's rate where `fmt` carries it, else the next rate up that it does."""
+    rates = {"mp3": MP3_RATES, "opus": OPUS_RATES}.get(fmt)
+    if rates is None or rate in rates:
+        return rate
+    return min((r for r in rates if r >= rate), default=max(rates))
+
+
+def _decoded(data: bytes, fmt: str, rate: int, channels: int) -> Samples:
+    return audio.decode_raw(data, rate, channels) if fmt == "pcm_s16le" else audio.decode(data)[0]
+
+
 def deliver(wav: bytes, request: JobRequest, *, max_stretch: float) -> Delivered:
-    """The engine's WAV as the request asked for it."""
+    """The engine's WAV as the request asked for it. Loudness and peak are measured on the
+    delivered file, decoded, so they are what a client measures."""
     samples, rate = audio.decode(wav)
     samples = audio.to_mono(samples)
     stretch: float | None = None
     warnings: list[str] = []
+    if request.trim_silence:
+        threshold = request.silence_threshold_db
+        samples, warnings = _trim(
+            samples, rate, audio.SILENCE_THRESHOLD_DB if threshold is None else threshold
+        )
     if not request.segments:  # a timed script's segments were fitted one by one already
-        samples, stretch, warnings = fit(
+        samples, stretch, more = fit(
             samples,
             rate,
             target_s=request.target_duration_s,
             speed=request.speed,
             max_stretch=request.max_stretch or max_stretch,
         )
+        warnings += more
     if request.pitch is not None and request.pitch != 1.0:
         samples = _pitch(samples, rate, request.pitch)
     if request.energy is not None and request.energy != 1.0:
         samples, more = _energy(samples, request.energy)
         warnings += more
-    out_rate = request.sample_rate or rate
+    out_rate = request.sample_rate or _carried_rate(rate, request.format)
     if out_rate != rate:
         samples = _resample(samples, rate, out_rate)
     if request.segments and request.target_duration_s:  # a timed script: pad or cut the end
         samples = _exact_length(samples, round(request.target_duration_s * out_rate))
+    channels = request.channels or 1
+    if channels == 2:
+        samples = np.ascontiguousarray(np.stack([samples, samples], axis=1))
+    ceiling = request.true_peak_db
+    ceiling = audio.TRUE_PEAK_CEILING_DB if ceiling is None else ceiling
+    if request.loudness is not None:
+        samples, more = loudness.normalise(
+            samples, out_rate, target=request.loudness, ceiling=ceiling
+        )
+        warnings += more
+    data = audio.encode(samples, out_rate, request.format)
+    heard = _decoded(data, request.format, out_rate, channels)
+    peak = loudness.true_peak(heard, out_rate)
+    if request.loudness is not None and peak is not None and peak > ceiling + 0.05:
+        # A lossy encoder's ringing can lift the peak past the ceiling: take it back once.
+        samples = loudness.gain(samples, ceiling - peak - 0.05)
+        data = audio.encode(samples, out_rate, request.format)
+        heard = _decoded(data, request.format, out_rate, channels)
+        peak = loudness.true_peak(heard, out_rate)
+    lufs = loudness.integrated(heard, out_rate)
     return Delivered(
-        data=audio.encode(samples, out_rate, request.format),
+        data=data,
         format=request.format,
         sample_rate=out_rate,
-        channels=1,
+        channels=channels,
         duration_s=round(audio.duration_s(samples, out_rate), 4),
         stretch=stretch,
+        loudness=None if lufs is None else round(lufs, 2),
+        peak=None if peak is None else round(peak, 2),
         warnings=warnings,
     )
 

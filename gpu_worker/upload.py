@@ -85,6 +85,8 @@ def run_upload(
         size_bytes=len(out.data),
         sha256=hashlib.sha256(out.data).hexdigest(),
         stretch=out.stretch,
+        loudness=out.loudness,
+        peak=out.peak,
     )
     if store.mark_succeeded(job_id, info, warnings=out.warnings):
         log.info("succeeded: %s bytes at %s", len(out.data), key)
