@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -73,12 +74,15 @@ def test_prefer_wait_that_runs_out_answers_202_with_the_job_in_progress(stack: S
     stack.wait_end(r.json()["id"])
 
 
-def test_synthesize_is_the_one_call_form(stack: Stack) -> None:
+def test_synthesize_answers_in_one_call_with_the_original_contract(stack: Stack) -> None:
     r = httpx.post(
         f"{stack.url}/synthesize", json={"text": "one call"}, headers=stack.headers(), timeout=70
     )
     assert r.status_code == 200
-    assert r.json()["audio"]["url"]
+    answer = r.json()
+    assert set(answer) == {"audio_url", "duration_ms", "sample_rate", "format", "file_size"}
+    audio = httpx.get(urljoin(stack.url + "/", answer["audio_url"]))  # no key needed
+    assert audio.status_code == 200 and len(audio.content) == answer["file_size"]
 
 
 def test_bearer_token_is_accepted_like_x_api_key(stack: Stack) -> None:
