@@ -20,10 +20,10 @@ def check_webhook_url(settings: Settings, url: str, field: str = "webhook_url") 
         checked_addresses(url, parse_cidrs(settings.fetch_allow_cidrs))
     except Refused as exc:
         raise ApiError(f"{field}: {exc}", code="webhook_url_refused") from None
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # no such name, DNS down; a host IDNA cannot encode
         host = urlsplit(url).hostname
         raise ApiError(
-            f"{field}: cannot resolve {host} ({type(exc).__name__})", code="webhook_url_refused"
+            f"{field}: cannot resolve {host!r} ({type(exc).__name__})", code="webhook_url_refused"
         ) from None
 
 

@@ -166,6 +166,8 @@ def run_delivery(
             error = f"the receiver answered {status_code} ({why})"
     except Refused as exc:
         error = f"the URL is refused: {exc}"
+    except UnicodeError:  # a host name IDNA cannot encode: it will never resolve
+        error = "the URL's host is not a valid name"
     except OSError as exc:  # the host did not resolve: DNS may come back
         retry, error = True, f"cannot resolve the host ({type(exc).__name__})"
     except (httpx.TimeoutException, httpx.TransportError) as exc:
