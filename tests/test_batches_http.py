@@ -213,3 +213,18 @@ def test_a_canceled_batch_completes_with_every_item_canceled_or_ended(hooked: St
         "the batch to complete",
     )
     assert done["counts"]["canceled"] + done["counts"]["succeeded"] == 6
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://10.1.2.3/hook", "http://\u009dTG<\u00bd,\u00f1$/hook", "http://no-such-host.invalid/"],
+)
+def test_a_webhook_url_the_guard_refuses_is_a_400_and_stores_nothing(
+    hooked: Stack, url: str
+) -> None:
+    r = post(hooked, "/v1/jobs", {"text": "hi", "webhook_url": url}, owner="carol")
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "webhook_url_refused"
+    assert r.json()["error"]["message"].startswith("webhook_url: ")
+    listed = httpx.get(f"{hooked.url}/v1/jobs", headers=hooked.headers("carol"), timeout=10)
+    assert listed.json()["data"] == []
