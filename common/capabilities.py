@@ -18,8 +18,10 @@ def unsupported(request: JobRequest, caps: EngineCapabilities) -> list[str]:
     uploaded = caps.voice_cloning or caps.voice_mapping is not None
     if is_uploaded_voice(request.voice) and not uploaded:
         problems.append(f"voice: {caps.engine} cannot speak in an uploaded voice")
-    elif request.voice is not None and not is_uploaded_voice(request.voice) and (
-        request.voice not in caps.voices
+    elif (
+        request.voice is not None
+        and not is_uploaded_voice(request.voice)
+        and (request.voice not in caps.voices)
     ):
         problems.append(
             f"voice: {request.voice!r} is not a voice of the running engine ({caps.engine}); "

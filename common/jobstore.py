@@ -20,12 +20,12 @@ from redis.client import Pipeline
 
 from common import keys
 from common.errors import Conflict, NotFound
+from common.paging import Cursor, newest_first
 from common.schemas import AudioInfo, ErrorInfo, JobRecord, JobRequest, JobStatus, Stage
 from common.webhooks import END_EVENTS, emit_job_event
 
 Clock = Callable[[], datetime]
 #: A position in an owner's listing: the last (creation score, job id) a page returned.
-Cursor = tuple[float, str]
 T = TypeVar("T")
 
 
@@ -99,37 +99,13 @@ class JobStore:
     def list_owned(
         self, owner: str, *, status: JobStatus | None, after: Cursor | None, limit: int
     ) -> tuple[list[JobRecord], Cursor | None]:
-        """Newest first, from just after `after`; returns the page and the next cursor.
+        """Newest first, from just after `after`; returns the page and the next cursor."""
 
-        Jobs are ordered by (creation score, id), both descending, as Redis orders equal scores;
-        the cursor is the last pair returned, so jobs that share a creation time are neither
-        skipped nor repeated.
-        """
-        key = keys.owner_jobs(owner)
-        found: list[JobRecord] = []
-        cursor = after
-        while True:
-            top: float | str = "+inf"
-            skip = 0
-            if cursor is not None:
-                top, last_id = cursor
-                ties = cast(list[bytes], self.redis.zrangebyscore(key, top, top))
-                skip = sum(1 for member in ties if member.decode() >= last_id)
-            batch = cast(
-                list[tuple[bytes, float]],
-                self.redis.zrevrangebyscore(
-                    key, top, "-inf", start=skip, num=limit * 2, withscores=True
-                ),
-            )
-            if not batch:
-                return found, None
-            for member, score in batch:
-                cursor = (score, member.decode())
-                job = self.get(cursor[1])
-                if job is not None and (status is None or job.status == status):
-                    found.append(job)
-                    if len(found) == limit:
-                        return found, cursor
+        def load(job_id: str) -> JobRecord | None:
+            job = self.get(job_id)
+            return job if job is not None and (status is None or job.status == status) else None
+
+        return newest_first(self.redis, keys.owner_jobs(owner), after=after, limit=limit, load=load)
 
     # -- changes -----------------------------------------------------------------------
 

@@ -16,10 +16,10 @@ import redis
 
 from common import keys
 from common.errors import NotFound
+from common.paging import Cursor, newest_first
 from common.voice_schemas import VoiceRecord
 
 #: A listing cursor: the last voice's creation score and its id.
-Cursor = tuple[float, str]
 
 
 def voice_id_for(owner: str, sha256: str) -> str:
@@ -96,28 +96,6 @@ class VoiceStore:
         self, owner: str, *, after: Cursor | None, limit: int
     ) -> tuple[list[VoiceRecord], Cursor | None]:
         """Newest first, from just after `after` (ordered as the job listing is)."""
-        key = keys.owner_voices(owner)
-        found: list[VoiceRecord] = []
-        cursor = after
-        while True:
-            top: float | str = "+inf"
-            skip = 0
-            if cursor is not None:
-                top, last_id = cursor
-                ties = cast(list[bytes], self.redis.zrangebyscore(key, top, top))
-                skip = sum(1 for member in ties if member.decode() >= last_id)
-            batch = cast(
-                list[tuple[bytes, float]],
-                self.redis.zrevrangebyscore(
-                    key, top, "-inf", start=skip, num=limit * 2, withscores=True
-                ),
-            )
-            if not batch:
-                return found, None
-            for member, score in batch:
-                cursor = (score, member.decode())
-                voice = self.get(cursor[1])
-                if voice is not None:
-                    found.append(voice)
-                    if len(found) == limit:
-                        return found, cursor
+        return newest_first(
+            self.redis, keys.owner_voices(owner), after=after, limit=limit, load=self.get
+        )
