@@ -11,7 +11,7 @@ from api.allowlist import AllowList
 from api.deps import Services
 from api.engine_check import EngineView
 from api.limits import BodyLimit
-from api.routes import batches, dropin, jobs, system, usage, voices, webhooks
+from api.routes import batches, dropin, jobs, metrics, system, usage, voices, webhooks
 from common.jobstore import JobStore
 from common.netguard import parse_cidrs
 from common.queue import connect_redis, make_celery
@@ -66,4 +66,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dropin.router)
     app.include_router(usage.router)
     app.include_router(voices.router)
+    app.include_router(metrics.router)
     return app

@@ -8,6 +8,7 @@ a crash never leaves a job half-moved. Times come from an injected clock.
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any, TypeVar, cast
 import redis
 from redis.client import Pipeline
 
-from common import keys
+from common import keys, metrics
 from common.errors import Conflict, NotFound
 from common.paging import Cursor, newest_first
 from common.schemas import AudioInfo, ErrorInfo, JobRecord, JobRequest, JobStatus, Stage
@@ -27,6 +28,7 @@ from common.webhooks import END_EVENTS, emit_job_event
 Clock = Callable[[], datetime]
 #: A position in an owner's listing: the last (creation score, job id) a page returned.
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 #: An earlier job a repeated request may join: one that has not failed or been canceled.
@@ -171,6 +173,7 @@ class JobStore:
         pipe.zadd(keys.owner_jobs(owner), {job.id: _score(now)})
         pipe.zadd(keys.QUEUED, {job.id: _score(now)})
         pipe.zadd(keys.UNPUBLISHED, {job.id: _score(now + self.publish_grace)})
+        log.info("[job %s] queued", job.id, extra={"job_id": job.id})
         return job
 
     def mark_published(self, job_id: str) -> None:
@@ -207,6 +210,7 @@ class JobStore:
             pipe.zadd(keys.RUNNING, {job.id: _score(now)})
             if job.attempts == 1:
                 emit_job_event(pipe, job, "job.started", now, self._ttl_s)
+            metrics.on_claim(pipe, job)
             return ClaimResult.run
 
         result, job = self._change(job_id, change)
@@ -241,6 +245,7 @@ class JobStore:
             job.metrics.rtf = round(synth_s / duration_s, 4) if duration_s > 0 else None
             job.warnings = warnings
             pipe.set(keys.job_audio_handoff(job.id), wav, ex=int(self.job_ttl.total_seconds()))
+            metrics.on_synthesized(pipe, synth_s, duration_s)
             return True
 
         return bool(self._change(job_id, change)[0])
@@ -283,7 +288,9 @@ class JobStore:
                 return False
             job.audio = audio
             job.warnings = [*job.warnings, *(warnings or [])]
-            self._end(job, pipe, JobStatus.succeeded, self.clock())
+            now = self.clock()
+            metrics.on_succeeded(pipe, job, now)
+            self._end(job, pipe, JobStatus.succeeded, now)
             return True
 
         return bool(self._change(job_id, change)[0])
@@ -406,6 +413,7 @@ class JobStore:
         pipe.zadd(keys.EXPIRY, {job.id: _score(job.expires_at)})
         pipe.delete(keys.job_audio_handoff(job.id))
         emit_job_event(pipe, job, END_EVENTS[status], now, self._ttl_s)
+        metrics.on_end(pipe, job)
 
     @property
     def _ttl_s(self) -> int:
@@ -417,6 +425,7 @@ class JobStore:
         """Run `change` on the record inside WATCH/MULTI; write it back if `change` altered it."""
         key = keys.job(job_id)
         out: list[tuple[T | None, JobRecord | None]] = []
+        before: list[tuple[JobStatus, Stage | None]] = []
 
         def txn(pipe: Pipeline) -> None:
             out.clear()
@@ -425,6 +434,8 @@ class JobStore:
                 out.append((None, None))
                 return
             job = JobRecord.model_validate_json(raw)
+            before.clear()
+            before.append((job.status, job.stage))
             pipe.multi()
             result = change(job, pipe)
             after = job.model_dump_json()
@@ -433,7 +444,18 @@ class JobStore:
             out.append((result, job))
 
         self.redis.transaction(txn, key)
+        job = out[0][1]
+        if job is not None and before and before[0] != (job.status, job.stage):
+            _log_change(job, *before[0])
         return out[0]
+
+
+def _log_change(job: JobRecord, status: JobStatus, stage: Stage | None) -> None:
+    """One line per status change, after it is committed, for operators and log shippers."""
+    was = f"{status}/{stage}" if stage else str(status)
+    now = f"{job.status}/{job.stage}" if job.stage else str(job.status)
+    why = f" ({job.error.code})" if job.error and job.status.terminal else ""
+    log.info("[job %s] %s -> %s%s", job.id, was, now, why, extra={"job_id": job.id})
 
 
 def _ids(raw: Any) -> list[str]:

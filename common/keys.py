@@ -132,3 +132,9 @@ BATCHES_TO_CHECK = f"{PREFIX}:batches:to-check"
 def idempotency(owner: str, key: str) -> str:
     """What one owner's Idempotency-Key made (JSON `IdempotencyEntry`), kept 24 h."""
     return f"{PREFIX}:owner:{owner}:idempotency:{key}"
+
+
+def metric(name: str) -> str:
+    """One job metric the workers record for the API's `/metrics`: a hash whose layout
+    `common/metrics.py` describes (counters by label, histogram buckets)."""
+    return f"{PREFIX}:metrics:{name}"

@@ -342,6 +342,8 @@ class WorkerHeartbeat(BaseModel):
     current_job: str | None = None
     #: When its last job ended (an idle GPU costs as much as a busy one).
     last_job_at: datetime | None = None
+    #: GPU memory the engine holds, in MB, as of the last beat (0 on a CPU engine).
+    gpu_memory_mb: float | None = None
 
 
 class EngineCapabilities(BaseModel):

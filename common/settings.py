@@ -151,6 +151,10 @@ class Settings(BaseSettings):
     #: Jobs and their audio are removed this long after they end.
     job_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
 
+    #: `text` (`[job <id>]` lines) or `json` (one object a line, for log shippers); read by
+    #: `ttsq` itself before the settings (ttsq/logs.py), declared here to be documented.
+    log_format: Literal["text", "json"] = "text"
+
     flower_port: int = 5555
     #: Beyond loopback only with FLOWER_BASIC_AUTH set (Flower's own setting, user:password).
     flower_host: str = "127.0.0.1"

@@ -150,7 +150,11 @@ def start_synth(settings: Settings) -> Runtime:
         capabilities=engine.capabilities(),
     )
     # Voices come and go while the worker runs: publish what the engine can use now.
-    heartbeat.refresh = lambda: {"capabilities": engine.capabilities()}
+    heartbeat.refresh = lambda: {
+        "capabilities": engine.capabilities(),
+        # For `ttsq_worker_gpu_memory_bytes`: read on the heartbeat's thread, off the GPU's path.
+        "gpu_memory_mb": float(getattr(engine, "memory_mb", lambda: 0.0)()),
+    }
     url_voices = UrlVoices(
         VoiceCache(
             settings.voices_dir or settings.data_dir / "voices",

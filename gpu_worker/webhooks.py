@@ -30,7 +30,7 @@ import httpx
 import redis
 from standardwebhooks.webhooks import Webhook
 
-from common import keys
+from common import keys, metrics
 from common.batchstore import BatchStore
 from common.jobstore import utcnow
 from common.netguard import Refused, checked_addresses, parse_cidrs
@@ -195,6 +195,8 @@ def run_delivery(
         delivery.state, delivery.next_attempt_at = DeliveryState.failed, None
         pipe.zrem(keys.WEBHOOKS_DUE, delivery.id)
     pipe.set(keys.webhook_delivery(delivery.id), delivery.model_dump_json(), keepttl=True)
+    # Outcome of this attempt: delivered, failed (given up), or pending (another will follow).
+    metrics.add(pipe, metrics.WEBHOOK_ATTEMPTS, 1.0, str(delivery.state))
     pipe.execute()
     level = logging.INFO if delivery.state != DeliveryState.failed else logging.WARNING
     log.log(
