@@ -12,6 +12,7 @@ import redis
 
 from common.capabilities import unsupported
 from common.errors import Unprocessable
+from common.resultcache import engine_version
 from common.schemas import EngineCapabilities, JobRequest
 from common.workers import alive_workers
 
@@ -23,6 +24,8 @@ class EngineView:
         self.client = client
         self._at = 0.0
         self._caps: list[EngineCapabilities] = []
+        self._version_at = 0.0
+        self._version: str | None = None
 
     def capabilities(self) -> list[EngineCapabilities]:
         if time.monotonic() - self._at > _CACHE_S:
@@ -33,6 +36,13 @@ class EngineView:
             ]
             self._at = time.monotonic()
         return self._caps
+
+    def engine_version(self) -> str | None:
+        """What the ready synthesis workers run, if they agree (`resultcache.engine_version`)."""
+        if time.monotonic() - self._version_at > _CACHE_S:
+            self._version = engine_version(alive_workers(self.client))
+            self._version_at = time.monotonic()
+        return self._version
 
     def check(self, request: JobRequest) -> None:
         for caps in self.capabilities():

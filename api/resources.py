@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from common.jobstore import utcnow
+from common.priority import priority_of
 from common.schemas import JobRecord, JobResource, JobStatus, JobUrls, PublicAudio
 from common.settings import Settings
 from common.storage import LocalStorage, S3Storage
@@ -34,6 +35,8 @@ def job_resource(
         finished_at=job.finished_at,
         expires_at=job.expires_at,
         queue_position=queue_position if job.status == JobStatus.queued else None,
+        priority=priority_of(job.request),
+        cached=job.cached,
         attempts=job.attempts,
         input=job.request,
         urls=JobUrls(self=base, audio=f"{base}/audio", cancel=f"{base}/cancel"),

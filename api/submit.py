@@ -16,12 +16,13 @@ import redis
 from kombu.exceptions import KombuError
 from starlette.concurrency import run_in_threadpool
 
+from api.cached import serve_from_cache
 from api.deps import Services
 from api.text import check_text
 from api.voice_upload import check_voices
 from api.webhook_guard import check_webhook_url
 from common.idempotency import create_job_once
-from common.queue import publish_synthesis
+from common.priority import publish_job
 from common.schemas import JobRecord, JobRequest
 
 log = logging.getLogger(__name__)
@@ -58,15 +59,20 @@ async def accept(
     else:
         job, new = await run_in_threadpool(svc.store.create_once, owner, body, request_key)
     if new:
-        await publish(svc, job)
+        job = await publish(svc, job)
     return job, new
 
 
-async def publish(svc: Services, job: JobRecord) -> None:
-    """Send the job's message. On an outage the job stays in the outbox (`UNPUBLISHED`), which
-    the sweeper publishes: the job is accepted either way, so the client gets its answer."""
+async def publish(svc: Services, job: JobRecord) -> JobRecord:
+    """Send the job's message, unless the result cache answers it (then the job returned has
+    ended, with a copy of the audio). On an outage the job stays in the outbox
+    (`UNPUBLISHED`), which the sweeper publishes: the job is accepted either way, so the
+    client gets its answer."""
     try:
-        await run_in_threadpool(publish_synthesis, svc.celery, job.id)
+        cached = await run_in_threadpool(serve_from_cache, svc, job)
+        if cached is not None:
+            return cached
+        await run_in_threadpool(publish_job, svc.celery, job)
         await run_in_threadpool(svc.store.mark_published, job.id)
     except OUTAGE as exc:
         log.warning(
@@ -74,6 +80,7 @@ async def publish(svc: Services, job: JobRecord) -> None:
             job.id,
             type(exc).__name__,
         )
+    return job
 
 
 async def wait_for_end(svc: Services, job: JobRecord, wait_s: float) -> JobRecord:

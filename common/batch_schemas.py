@@ -25,12 +25,14 @@ Ref = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
 class BatchItem(JobRequest):
-    """A job request plus the client's own `ref` for it (a segment id)."""
+    """A job request plus the client's own `ref` for it (a segment id); `priority` defaults
+    to batch here."""
 
     ref: Ref
 
     def job_request(self) -> JobRequest:
-        return JobRequest.model_validate(self.model_dump(exclude={"ref"}, exclude_unset=True))
+        request = JobRequest.model_validate(self.model_dump(exclude={"ref"}, exclude_unset=True))
+        return request if request.priority else request.model_copy(update={"priority": "batch"})
 
 
 class BatchRequest(Strict):

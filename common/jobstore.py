@@ -22,6 +22,7 @@ from redis.client import Pipeline
 from common import keys, metrics
 from common.errors import Conflict, NotFound
 from common.paging import Cursor, newest_first
+from common.priority import queued_score
 from common.schemas import AudioInfo, ErrorInfo, JobRecord, JobRequest, JobStatus, Stage
 from common.webhooks import END_EVENTS, emit_job_event
 
@@ -171,10 +172,36 @@ class JobStore:
         job.batch_id, job.ref = batch_id, ref
         pipe.set(keys.job(job.id), job.model_dump_json())
         pipe.zadd(keys.owner_jobs(owner), {job.id: _score(now)})
-        pipe.zadd(keys.QUEUED, {job.id: _score(now)})
+        pipe.zadd(keys.QUEUED, {job.id: queued_score(job)})
         pipe.zadd(keys.UNPUBLISHED, {job.id: _score(now + self.publish_grace)})
         log.info("[job %s] queued", job.id, extra={"job_id": job.id})
         return job
+
+    def set_cache_key(self, job_id: str, cache_key: str) -> None:
+        """Note the result cache's key on a queued job (`common/resultcache.py`)."""
+
+        def change(job: JobRecord, pipe: Pipeline) -> None:
+            job.cache_key = cache_key
+
+        self._change(job_id, change)
+
+    def succeed_from_cache(
+        self, job_id: str, audio: AudioInfo, warnings: list[str]
+    ) -> JobRecord | None:
+        """End a queued job with a copy of an earlier job's audio, no engine call; None when
+        it is no longer queued (canceled, or a worker took it)."""
+
+        def change(job: JobRecord, pipe: Pipeline) -> bool:
+            if job.status != JobStatus.queued:
+                return False
+            now = self.clock()
+            job.started_at, job.audio, job.warnings, job.cached = now, audio, warnings, True
+            job.metrics.queue_s, job.metrics.gpu_s = 0.0, 0.0
+            self._end(job, pipe, JobStatus.succeeded, now)
+            return True
+
+        ok, job = self._change(job_id, change)
+        return job if ok else None
 
     def mark_published(self, job_id: str) -> None:
         """Take a job out of the outbox: its message is in the broker."""
@@ -331,7 +358,7 @@ class JobStore:
             job.status, job.stage, job.worker = JobStatus.queued, None, None
             job.stage_at, job.lease_until = None, None
             pipe.zrem(keys.RUNNING, job.id)
-            pipe.zadd(keys.QUEUED, {job.id: _score(job.created_at)})
+            pipe.zadd(keys.QUEUED, {job.id: queued_score(job)})
             pipe.zadd(keys.UNPUBLISHED, {job.id: _score(now + timedelta(seconds=delay_s))})
             return True
 

@@ -40,7 +40,8 @@ def owner_jobs(owner: str) -> str:
     return f"{PREFIX}:owner:{owner}:jobs"
 
 
-#: Sorted set of queued job ids by enqueue time; a job's rank is its `queue_position`.
+#: Sorted set of queued job ids by priority, then acceptance time (`priority.queued_score`);
+#: a job's rank is its `queue_position`.
 QUEUED = f"{PREFIX}:queued"
 #: Sorted set of running job ids (synthesising or uploading) by start time; the sweeper's view.
 RUNNING = f"{PREFIX}:running"
@@ -127,6 +128,11 @@ def batch(batch_id: str) -> str:
 #: Sorted set of batches one of whose items ended since the last look, scored by how many
 #: ended; the I/O worker sends `batch.completed` once all have.
 BATCHES_TO_CHECK = f"{PREFIX}:batches:to-check"
+
+
+def result(cache_key: str) -> str:
+    """The result cache's entry for one key (JSON `CacheEntry`), expiring before its job."""
+    return f"{PREFIX}:result:{cache_key}"
 
 
 def idempotency(owner: str, key: str) -> str:

@@ -97,6 +97,8 @@ def make_celery(settings: Settings, main: str = "ttsq") -> Celery:
             "unacked_restore_throttle": 1,
             "socket_keepalive": True,
             "retry_on_timeout": True,
+            # One list per step; BRPOP takes step 0 first (see `common/priority.py`).
+            "priority_steps": list(keys.BROKER_PRIORITY_STEPS),
         },
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
@@ -112,8 +114,17 @@ def make_celery(settings: Settings, main: str = "ttsq") -> Celery:
     return app
 
 
-def publish_synthesis(app: Celery, job_id: str, countdown: float | None = None) -> None:
-    app.send_task(keys.TASK_SYNTHESIZE, args=[job_id], queue=keys.SYNTH_QUEUE, countdown=countdown)
+def publish_synthesis(
+    app: Celery, job_id: str, countdown: float | None = None, priority: int = 0
+) -> None:
+    """`priority` is a kombu step (0 first); `common/priority.py` picks it from the job."""
+    app.send_task(
+        keys.TASK_SYNTHESIZE,
+        args=[job_id],
+        queue=keys.SYNTH_QUEUE,
+        countdown=countdown,
+        priority=priority,
+    )
 
 
 def publish_upload(app: Celery, job_id: str, countdown: float | None = None) -> None:

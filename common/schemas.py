@@ -130,6 +130,8 @@ AUDIO_FORMATS: tuple[str, ...] = get_args(AudioFormat)
 Factor = Annotated[float, Field(ge=0.5, le=2.0)]
 HttpUrlText = Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=4096)]
 JobEventName = Literal["job.started", "job.succeeded", "job.failed", "job.canceled"]
+#: Which jobs a worker takes first: every queued interactive job before any batch job.
+Priority = Literal["interactive", "batch"]
 
 
 class Segment(Strict):
@@ -187,6 +189,10 @@ class JobRequest(Strict):
     #: Where to POST signed events (Standard Webhooks), and which (see `common/webhooks.py`).
     webhook_url: HttpUrlText | None = None
     webhook_events: list[JobEventName] | None = None
+    #: Default: interactive for a single job, batch for a batch's item (`common/priority.py`).
+    priority: Priority | None = None
+    #: False: always synthesise afresh, never reuse stored audio (`common/resultcache.py`).
+    cache: bool = True
 
     @model_validator(mode="after")
     def _consistent(self) -> JobRequest:
@@ -270,6 +276,10 @@ class JobRecord(BaseModel):
     #: The batch this job is an item of, and the client's `ref` for it.
     batch_id: str | None = None
     ref: str | None = None
+    #: The result cache's key for this job's audio (None: not cacheable), and whether its
+    #: audio is a copy of an earlier job's, made with no engine call.
+    cache_key: str | None = None
+    cached: bool = False
 
 
 class JobUrls(BaseModel):
@@ -304,13 +314,19 @@ class JobResource(BaseModel):
     expires_at: datetime | None
     queue_position: int | None = Field(
         default=None,
-        description="Only while queued: how many queued jobs were accepted before this one "
-        "(0: none). Workers take jobs in the order their messages were sent, which is the order "
-        "of acceptance, except for a job put back in the queue (its worker died, or the engine "
-        "failed transiently): it keeps its place here, by acceptance time, while its new "
-        "message goes to the back of the queue, possibly after a delay, so it can start later "
-        "than its position says.",
+        description="Only while queued: how many queued jobs will start before this one "
+        "(0: it is next): every queued job of a higher priority (an interactive job is ahead "
+        "of every batch job), and those of its own priority accepted before it. Jobs running "
+        "now are not counted. Workers take jobs in this order, except for a job put back in "
+        "the queue (its worker died, or the engine failed transiently): it keeps its place "
+        "here, by acceptance time, while its new message goes to the back of its priority's "
+        "queue, possibly after a delay, so it can start later than its position says; and an "
+        "interactive job accepted later overtakes a queued batch job, so a batch job's "
+        "position can grow.",
     )
+    priority: Priority = "interactive"
+    #: The audio is a copy of an earlier identical job's: no engine ran for this one.
+    cached: bool = False
     attempts: int
     input: JobRequest
     urls: JobUrls

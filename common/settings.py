@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     url_ttl_s: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
     #: Jobs and their audio are removed this long after they end.
     job_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+    #: Reuse an identical earlier job's audio (`common/resultcache.py`); a job opts out with
+    #: `cache: false`.
+    result_cache: bool = True
 
     #: `text` (`[job <id>]` lines) or `json` (one object a line, for log shippers); read by
     #: `ttsq` itself before the settings (ttsq/logs.py), declared here to be documented.

@@ -31,6 +31,7 @@ from common import keys
 from common.errors import StorageUnavailable
 from common.jobstore import JobStore
 from common.queue import broker_job_ids
+from common.resultcache import ResultCache
 from common.schemas import JobRecord, Stage
 from common.storage import Storage
 from common.workers import current_jobs
@@ -160,6 +161,8 @@ class Sweeper:
     def _expire(self, now: datetime, report: SweepReport) -> None:
         for job_id in self.store.expired_before(now)[:EXPIRE_BATCH]:
             job = self.store.get(job_id)
+            if job is not None:
+                ResultCache(self.store.redis, self.storage).forget(job)
             if job is not None and job.audio is not None:
                 try:
                     self.storage.delete(job.audio.key)

@@ -21,7 +21,8 @@ from common.batchstore import BatchStore
 from common.errors import TtsqError
 from common.jobstore import JobStore, utcnow
 from common.netguard import parse_cidrs
-from common.queue import connect_redis, publish_synthesis, publish_upload, publish_webhook
+from common.priority import publish_job_id
+from common.queue import connect_redis, publish_upload, publish_webhook
 from common.schemas import WorkerHeartbeat
 from common.settings import Settings
 from common.storage import Storage, make_storage, storage_problem
@@ -183,7 +184,7 @@ def start_io(settings: Settings, app: Celery) -> Runtime:
     sweeper = Sweeper(
         store=store,
         storage=storage,
-        publish_synthesis=partial(publish_synthesis, app),
+        publish_synthesis=partial(publish_job_id, app, store),
         publish_upload=partial(publish_upload, app),
         grace_s=settings.stuck_grace_s,
         upload_lease_s=settings.upload_lease_s,

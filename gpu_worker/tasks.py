@@ -23,7 +23,8 @@ from kombu.exceptions import OperationalError
 
 from common import keys
 from common.jobstore import utcnow
-from common.queue import make_celery, publish_synthesis, publish_upload
+from common.priority import publish_job_id
+from common.queue import make_celery, publish_upload
 from common.settings import Settings
 from gpu_worker import recycle, runtime
 from gpu_worker.synthesis import Next, run_synthesis
@@ -90,7 +91,7 @@ def upload(self: Task, job_id: str) -> None:
         max_stretch=rt.settings.max_stretch,
     )
     if outcome.resynthesize:
-        publish_synthesis(app, job_id)
+        publish_job_id(app, rt.store, job_id)
         rt.store.mark_published(job_id)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)

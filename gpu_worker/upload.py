@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from common.errors import PermanentError, StorageUnavailable
 from common.jobstore import JobStore
+from common.resultcache import ResultCache
 from common.schemas import AudioInfo, JobStatus, Stage
 from common.storage import Storage, audio_key
 from gpu_worker.joblog import job_log
@@ -90,6 +91,7 @@ def run_upload(
     )
     if store.mark_succeeded(job_id, info, warnings=out.warnings):
         log.info("succeeded: %s bytes at %s", len(out.data), key)
+        ResultCache(store.redis, storage).remember(store.get(job_id), store.clock())
         return UploadOutcome()
     after = store.get(job_id)
     if after is None or after.status != JobStatus.succeeded:

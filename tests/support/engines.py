@@ -3,7 +3,8 @@
 `metadata.probe` names a ledger file under TTS_TEST_LEDGER_DIR; every call of `synthesize`
 appends a line to it, so a test can count how many times a job reached the engine.
 `metadata.script` picks a behaviour: `sleep:<s>`, `sleep_once:<s>`, `crash` (SIGKILL this process),
-`crash_once` (only on the first call for this probe), `transient`, `transient_once`, `reject`.
+`crash_once` (only on the first call for this probe), `transient`, `transient_once`, `reject`,
+`hold:<name>` (wait, at most 60 s, until the test creates the file <name> in the ledger dir).
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ class ScriptedEngine(EspeakEngine):
         script = request.metadata.get("script", "")
         if script.startswith("sleep:") or (script.startswith("sleep_once:") and calls <= 1):
             time.sleep(float(script.split(":", 1)[1]))
+        elif script.startswith("hold:"):
+            release = self.ledger / script.split(":", 1)[1]
+            deadline = time.monotonic() + 60
+            while not release.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
         elif script == "crash" or (script == "crash_once" and calls <= 1):
             os.kill(os.getpid(), signal.SIGKILL)
         elif script == "transient" or (script == "transient_once" and calls <= 1):

@@ -49,6 +49,9 @@ class Stack:
                 "TTS_UPLOAD_BACKOFF_S": "0.2",
                 "TTS_UPLOAD_BACKOFF_MAX_S": "1",
                 "TTS_VISIBILITY_TIMEOUT_S": "30",
+                # Most tests count engine calls for texts other tests also speak;
+                # tests/test_result_cache_http.py turns the cache on.
+                "TTS_RESULT_CACHE": "false",
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -1,0 +1,50 @@
+"""Job priorities: a worker starts every queued interactive job before any batch job.
+
+One broker queue with kombu's Redis priority lists (`keys.broker_queue_lists`): a worker's
+BRPOP names the lists in step order and pops the first that holds a message, so an
+interactive job (step 0) is the next to start however many batch jobs (step 6) wait. With
+prefetch 1 and late ack a busy worker holds no second message, so nothing already taken
+stands in front of it. The job index `keys.QUEUED` is scored so that a job's rank, its
+`queue_position`, is the same order.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from common.queue import publish_synthesis
+from common.schemas import JobRecord, JobRequest, Priority
+
+if TYPE_CHECKING:  # the job store scores its queue with `queued_score`
+    from celery import Celery
+
+    from common.jobstore import JobStore
+
+#: kombu's Redis transport serves the lowest step first; steps are `keys.BROKER_PRIORITY_STEPS`.
+BROKER_STEP: dict[Priority, int] = {"interactive": 0, "batch": 6}
+#: Added to a batch job's score in `keys.QUEUED` (seconds): more than any acceptance time
+#: (year 2286), so every queued interactive job ranks before every batch job, and each
+#: priority keeps acceptance order (to about 2 µs at this magnitude).
+BATCH_SCORE_OFFSET = 1e10
+
+
+def priority_of(request: JobRequest) -> Priority:
+    return request.priority or "interactive"
+
+
+def queued_score(job: JobRecord) -> float:
+    """The job's score in `keys.QUEUED`: its rank among queued jobs is the start order."""
+    offset = BATCH_SCORE_OFFSET if priority_of(job.request) == "batch" else 0.0
+    return job.created_at.timestamp() + offset
+
+
+def publish_job(app: Celery, job: JobRecord) -> None:
+    """Send the job's synthesis message at its priority."""
+    publish_synthesis(app, job.id, priority=BROKER_STEP[priority_of(job.request)])
+
+
+def publish_job_id(app: Celery, store: JobStore, job_id: str) -> None:
+    """`publish_job` for a caller holding only the id (the sweeper, a lost upload)."""
+    job = store.get(job_id)
+    step = BROKER_STEP[priority_of(job.request)] if job is not None else 0
+    publish_synthesis(app, job_id, priority=step)
