@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean indextts-venv
+.PHONY: run test lint install clean indextts-venv bench
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH"; exit 1; }
@@ -36,6 +36,10 @@ run: $(STAMP)
 
 test: $(STAMP) $(ISTAMP)
 	$(BIN)/python -m pytest -q
+
+# Timed, so not part of `test`: appends its figures to bench/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy api common gpu_worker ttsq

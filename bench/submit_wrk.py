@@ -1,0 +1,81 @@
+"""Submit throughput against `/health`, side by side: target >= 0.4 (issue 14, target 3).
+
+    .venv/bin/python -m bench.submit_wrk [--seconds 10]
+
+Needs `wrk` (Debian/Ubuntu: `apt-get install wrk`); a Python load generator tops out near
+300 requests/s on a small machine and would measure itself. Without `wrk` on PATH it says so
+and measures nothing. A real stack on loopback; the synthesis worker holds a long job so that
+accepted jobs stay queued; `wrk -t2 -c32` runs against `/health`, then `POST /v1/jobs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tests.support.servers import RedisServer, S3Server
+from tests.support.stack import KEYS, Stack
+
+TARGET = 0.4
+POST = """wrk.method = "POST"
+wrk.body = '{"text": "Submit throughput."}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Api-Key"] = "%s"
+"""
+
+
+def rate(wrk: str, url: str, seconds: int, script: Path | None = None) -> float:
+    argv = [wrk, "-t2", "-c32", f"-d{seconds}s", url]
+    if script is not None:
+        argv[1:1] = ["-s", str(script)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None or "Non-2xx" in out:
+        raise SystemExit(f"wrk: unexpected answer\n{out}")
+    return float(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print(json.dumps({"skipped": "wrk is not on PATH (apt-get install wrk); not measured"}))
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="ttsq-bench-"))
+    redis = RedisServer(tmp / "redis").start()
+    s3 = S3Server().start()
+    stack = Stack(tmp, redis, s3, TTS_BACKEND="tests.support.engines:ScriptedEngine").start()
+    try:
+        stack.submit(text="hold the worker", metadata={"script": "sleep:600"})
+        script = tmp / "post.lua"
+        script.write_text(POST % KEYS["alice"])
+        health = rate(wrk, f"{stack.url}/health", args.seconds)
+        submit = rate(wrk, f"{stack.url}/v1/jobs", args.seconds, script)
+    finally:
+        stack.stop()
+        s3.stop()
+        redis.stop()
+    ratio = submit / health
+    print(
+        json.dumps(
+            {
+                "health_per_s": health,
+                "submit_per_s": submit,
+                "ratio": round(ratio, 3),
+                "target": f"ratio >= {TARGET}",
+                "met": ratio >= TARGET,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
