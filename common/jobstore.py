@@ -186,17 +186,26 @@ class JobStore:
         self._change(job_id, change)
 
     def succeed_from_cache(
-        self, job_id: str, audio: AudioInfo, warnings: list[str]
+        self, job_id: str, audio: AudioInfo, warnings: list[str], *, instance: str | None = None
     ) -> JobRecord | None:
-        """End a queued job with a copy of an earlier job's audio, no engine call; None when
-        it is no longer queued (canceled, or a worker took it)."""
+        """End a job with a copy of an earlier job's audio, no engine call: a queued job (at
+        submission) or, with `instance`, one that synthesis worker holds before its engine
+        runs. None when it is no longer so (canceled, taken by a worker or from it)."""
 
         def change(job: JobRecord, pipe: Pipeline) -> bool:
-            if job.status != JobStatus.queued:
-                return False
             now = self.clock()
-            job.started_at, job.audio, job.warnings, job.cached = now, audio, warnings, True
-            job.metrics.queue_s, job.metrics.gpu_s = 0.0, 0.0
+            if instance is None:
+                if job.status != JobStatus.queued:
+                    return False
+                job.started_at, job.metrics.queue_s = now, 0.0
+            elif (job.status, job.stage, job.worker) != (
+                JobStatus.running,
+                Stage.synthesizing,
+                instance,
+            ):
+                return False
+            job.audio, job.warnings, job.cached = audio, warnings, True
+            job.metrics.gpu_s = job.metrics.gpu_s or 0.0
             self._end(job, pipe, JobStatus.succeeded, now)
             return True
 

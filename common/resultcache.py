@@ -6,9 +6,11 @@ segments and every output option (format, rate, speed, pitch, energy, target dur
 stretch cap, channels, loudness, silence trimming). Voices count by content: an uploaded voice
 by its audio's sha256, a built-in one by its name. Left out: metadata, webhooks, priority.
 
-Not cached: `cache: false`; `emotion.random: true`; a `voice_url` or `emotion.audio_url`
-(their content is known only once the worker fetched it); a job submitted while no synthesis
-worker is ready, or while ready ones disagree on engine or model version (a roll-out).
+Not cached: `cache: false`; `emotion.random: true`. A `voice_url` or `emotion.audio_url` counts
+by the content the worker fetched, so such a job's key is known only there: the synthesis
+worker looks it up after fetching and before the engine runs (`gpu_worker/cached.py`), as it
+does for a job submitted while no synthesis worker was ready, or while ready ones disagreed on
+engine or model version (a roll-out), and for one that missed at submission.
 
 An entry (`keys.result`) points at the succeeded job that made the audio and expires a margin
 before that job does. A hit copies the object under the new job's own key, so no two jobs
@@ -66,21 +68,36 @@ def engine_version(beats: list[WorkerHeartbeat]) -> str | None:
 
 
 def cache_key(
-    owner: str, request: JobRequest, *, engine: str | None, voices: VoiceStore
+    owner: str,
+    request: JobRequest,
+    *,
+    engine: str | None,
+    voices: VoiceStore,
+    fetched: JobRequest | None = None,
 ) -> str | None:
-    """The job's key, or None when its audio must not be reused or cannot be known yet."""
+    """The job's key, or None when its audio must not be reused or cannot be known yet.
+
+    `fetched` is the request with its URLs resolved to the fetched audio's content id (the
+    worker's `resolve_references`); without it a job naming a URL has no key.
+    """
     emotion = request.emotion
-    if engine is None or not request.cache or request.voice_url is not None:
+    if engine is None or not request.cache or (emotion is not None and emotion.random):
         return None
-    if emotion is not None and (emotion.random or emotion.audio_url is not None):
-        return None
-    body: dict[str, Any] = request.model_dump(mode="json", exclude=NOT_IN_KEY)
-    body["voice"] = _voice_content(voices, owner, request.voice)
-    if emotion is not None and emotion.audio is not None:
-        body["emotion"]["audio"] = _voice_content(voices, owner, emotion.audio)
-        if body["emotion"]["audio"] is None:
+    body: dict[str, Any] = request.model_dump(mode="json", exclude=NOT_IN_KEY | {"voice_url"})
+    if request.voice_url is not None:
+        body["voice"] = f"content:{fetched.voice}" if fetched is not None else None
+    elif request.voice is not None:
+        body["voice"] = _voice_content(voices, owner, request.voice)
+    if emotion is not None:
+        body["emotion"].pop("audio_url")
+        if emotion.audio_url is not None:
+            got = fetched.emotion if fetched is not None else None
+            body["emotion"]["audio"] = f"content:{got.audio}" if got is not None else None
+        elif emotion.audio is not None:
+            body["emotion"]["audio"] = _voice_content(voices, owner, emotion.audio)
+        if (emotion.audio or emotion.audio_url) is not None and body["emotion"]["audio"] is None:
             return None
-    if request.voice is not None and body["voice"] is None:
+    if (request.voice or request.voice_url) is not None and body["voice"] is None:
         return None
     canonical = json.dumps(
         {"owner": owner, "engine": engine, "request": body},
@@ -91,9 +108,9 @@ def cache_key(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _voice_content(voices: VoiceStore, owner: str, voice_id: str | None) -> str | None:
-    if voice_id is None or not is_uploaded_voice(voice_id):
-        return voice_id if voice_id is None else f"builtin:{voice_id}"
+def _voice_content(voices: VoiceStore, owner: str, voice_id: str) -> str | None:
+    if not is_uploaded_voice(voice_id):
+        return f"builtin:{voice_id}"
     record = voices.get(voice_id)
     if record is None or record.owner != owner:
         return None
@@ -136,8 +153,11 @@ class ResultCache:
 
         self.redis.transaction(txn, name)
 
-    def serve(self, store: JobStore, job: JobRecord) -> JobRecord | None:
-        """End a queued job with a copy of its key's audio; None on a miss (synthesise it)."""
+    def serve(
+        self, store: JobStore, job: JobRecord, *, instance: str | None = None
+    ) -> JobRecord | None:
+        """End a job with a copy of its key's audio; None on a miss (synthesise it). A queued
+        job, or with `instance`, one that synthesis worker holds."""
         if job.cache_key is None:
             return None
         entry = self.lookup(job.cache_key)
@@ -154,8 +174,8 @@ class ResultCache:
             self.forget(job.model_copy(update={"id": entry.job_id}))
             return None
         audio = entry.audio.model_copy(update={"key": key})
-        done = store.succeed_from_cache(job.id, audio, entry.warnings)
-        if done is None:  # canceled meanwhile: its copy goes too
+        done = store.succeed_from_cache(job.id, audio, entry.warnings, instance=instance)
+        if done is None:  # canceled or taken meanwhile: its copy goes too
             self.storage.delete(key)
             return None
         log.info("[job %s] served from the cache (audio of job %s)", job.id, entry.job_id)

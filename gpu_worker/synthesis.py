@@ -16,8 +16,10 @@ from common.audio import from_pcm16, pcm16
 from common.capabilities import check as check_capabilities
 from common.errors import PermanentError, TransientError
 from common.jobstore import ClaimResult, JobStore
+from common.resultcache import ResultCache
 from common.schemas import JobRequest
 from common.wav import encode_wav
+from gpu_worker.cached import serve_from_cache
 from gpu_worker.engines.base import Engine, SynthesisOutput
 from gpu_worker.joblog import job_log
 from gpu_worker.postprocess import fit, place
@@ -58,6 +60,7 @@ def run_synthesis(
     url_voices: UrlVoices | None = None,
     max_stretch: float = 1.5,
     uploaded_voices: UploadedVoices | None = None,
+    results: ResultCache | None = None,
 ) -> SynthesisOutcome:
     log = job_log(__name__, job_id)
     claim = store.claim(job_id, instance, is_alive=is_alive, max_attempts=max_attempts)
@@ -75,6 +78,8 @@ def run_synthesis(
         request = resolve_references(
             job.request, job.owner, engine, url_voices=url_voices, uploaded=uploaded_voices
         )
+        if results is not None and serve_from_cache(results, store, job, request, engine, instance):
+            return SynthesisOutcome(Next.done)
         out = speak(request, engine, max_stretch=max_stretch)
     except PermanentError as exc:
         log.warning("failed: %s (%s)", exc.message, exc.code)

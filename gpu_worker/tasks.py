@@ -25,6 +25,7 @@ from common import keys
 from common.jobstore import utcnow
 from common.priority import publish_job_id
 from common.queue import make_celery, publish_upload
+from common.resultcache import ResultCache
 from common.settings import Settings
 from gpu_worker import recycle, runtime
 from gpu_worker.synthesis import Next, run_synthesis
@@ -66,6 +67,7 @@ def synthesize(self: Task, job_id: str) -> None:
             url_voices=rt.url_voices,
             uploaded_voices=rt.uploaded_voices,
             max_stretch=rt.settings.max_stretch,
+            results=ResultCache(rt.redis, rt.storage) if rt.settings.result_cache else None,
         )
     finally:
         rt.heartbeat.update(

@@ -11,7 +11,7 @@ import pytest
 from common import keys
 from common.jobstore import JobStore
 from common.resultcache import ResultCache, cache_key, engine_version
-from common.schemas import JobRequest, JobStatus, WorkerHeartbeat
+from common.schemas import EngineCapabilities, JobRecord, JobRequest, JobStatus, WorkerHeartbeat
 from common.storage import LocalStorage
 from common.voicestore import VoiceStore
 from gpu_worker.housekeeping import Sweeper
@@ -202,3 +202,55 @@ def test_an_entry_whose_audio_is_gone_is_a_miss_and_is_dropped(
     assert cache.serve(store, second) is None
     assert store.get(second.id).status == JobStatus.queued  # type: ignore[union-attr]
     assert cache.lookup(str(key(store))) is None
+
+
+# -- the synthesis worker's look, after fetching a voice_url --------------------------------
+
+
+class CloningEngine(FakeEngine):
+    def capabilities(self) -> EngineCapabilities:
+        return super().capabilities().model_copy(update={"voice_cloning": True})
+
+
+class UrlContent:
+    """Stands in for `UrlVoices`: each URL's audio, as the content id a fetch gives."""
+
+    def __init__(self, content: dict[str, str]) -> None:
+        self.content = content
+
+    def voice_id(self, url: str) -> str:
+        return self.content[url]
+
+
+def test_a_voice_url_job_is_answered_on_the_worker_by_the_fetched_audios_content(
+    store: JobStore, tmp_path: Path
+) -> None:
+    storage = LocalStorage(tmp_path, base_url="http://x", signing_key=b"k" * 32)
+    cache = ResultCache(store.redis, storage)
+    engine = CloningEngine()
+    urls = UrlContent(
+        {
+            "https://a.example/one.wav": "sha256:" + "a" * 64,
+            "https://b.example/same-audio.wav": "sha256:" + "a" * 64,
+            "https://a.example/other.wav": "sha256:" + "b" * 64,
+        }
+    )
+
+    def run(url: str) -> JobRecord:
+        job = store.create("o", JobRequest(text="a cloned line", voice_url=url))
+        # the API finds no key for a URL it has not fetched
+        assert cache_key("o", job.request, engine=ENGINE, voices=VoiceStore(store.redis)) is None
+        run_synthesis(job.id, store=store, engine=engine, instance="w", is_alive=lambda _: True,
+                      max_attempts=3, url_voices=urls, results=cache)  # type: ignore[arg-type]  # fmt: skip
+        run_upload(job.id, store=store, storage=storage, attempt=0, max_attempts=3,
+                   backoff_s=0.1, backoff_max_s=1)  # fmt: skip
+        done = store.get(job.id)
+        assert done is not None and done.status == JobStatus.succeeded and done.audio
+        return done
+
+    first = run("https://a.example/one.wav")
+    second = run("https://b.example/same-audio.wav")
+    assert engine.calls == 1 and not first.cached and second.cached
+    assert storage.get(second.audio.key) == storage.get(first.audio.key)  # type: ignore[union-attr]
+    third = run("https://a.example/other.wav")
+    assert engine.calls == 2 and not third.cached
