@@ -13,7 +13,7 @@ import redis
 from common.capabilities import unsupported
 from common.errors import Unprocessable
 from common.resultcache import engine_version
-from common.schemas import EngineCapabilities, JobRequest
+from common.schemas import EngineCapabilities, JobRequest, WorkerHeartbeat
 from common.workers import alive_workers
 
 _CACHE_S = 2.0
@@ -23,26 +23,30 @@ class EngineView:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._at = 0.0
-        self._caps: list[EngineCapabilities] = []
-        self._version_at = 0.0
-        self._version: str | None = None
+        self._beats: list[WorkerHeartbeat] = []
+
+    def beats(self) -> list[WorkerHeartbeat]:
+        """The live workers' heartbeats, read at most every 2 s."""
+        if time.monotonic() - self._at > _CACHE_S:
+            self._beats = alive_workers(self.client)
+            self._at = time.monotonic()
+        return self._beats
 
     def capabilities(self) -> list[EngineCapabilities]:
-        if time.monotonic() - self._at > _CACHE_S:
-            self._caps = [
-                b.capabilities
-                for b in alive_workers(self.client)
-                if b.kind == "synth" and b.ready and b.capabilities is not None
-            ]
-            self._at = time.monotonic()
-        return self._caps
+        return [
+            b.capabilities
+            for b in self.beats()
+            if b.kind == "synth" and b.ready and b.capabilities is not None
+        ]
 
     def engine_version(self) -> str | None:
         """What the ready synthesis workers run, if they agree (`resultcache.engine_version`)."""
-        if time.monotonic() - self._version_at > _CACHE_S:
-            self._version = engine_version(alive_workers(self.client))
-            self._version_at = time.monotonic()
-        return self._version
+        return engine_version(self.beats())
+
+    def synth_workers(self) -> tuple[int, int]:
+        """How many synthesis workers are ready, and how many of those are on a job."""
+        ready = [b for b in self.beats() if b.kind == "synth" and b.ready]
+        return len(ready), sum(1 for b in ready if b.current_job is not None)
 
     def check(self, request: JobRequest) -> None:
         for caps in self.capabilities():

@@ -17,6 +17,7 @@ def job_resource(
     settings: Settings,
     storage: LocalStorage | S3Storage,
     queue_position: int | None,
+    eta_s: float | None = None,
 ) -> JobResource:
     base = f"{settings.base_url}/v1/jobs/{job.id}"
     audio = None
@@ -35,6 +36,7 @@ def job_resource(
         finished_at=job.finished_at,
         expires_at=job.expires_at,
         queue_position=queue_position if job.status == JobStatus.queued else None,
+        eta_s=eta_s if job.status == JobStatus.queued else None,
         priority=priority_of(job.request),
         cached=job.cached,
         attempts=job.attempts,

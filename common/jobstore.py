@@ -21,6 +21,7 @@ from redis.client import Pipeline
 
 from common import keys, metrics
 from common.errors import Conflict, NotFound
+from common.eta import note_synthesis_time
 from common.paging import Cursor, newest_first
 from common.priority import queued_score
 from common.schemas import AudioInfo, ErrorInfo, JobRecord, JobRequest, JobStatus, Stage
@@ -281,6 +282,7 @@ class JobStore:
             job.metrics.rtf = round(synth_s / duration_s, 4) if duration_s > 0 else None
             job.warnings = warnings
             pipe.set(keys.job_audio_handoff(job.id), wav, ex=int(self.job_ttl.total_seconds()))
+            note_synthesis_time(pipe, synth_s)
             metrics.on_synthesized(pipe, synth_s, duration_s)
             return True
 

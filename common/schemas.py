@@ -324,6 +324,12 @@ class JobResource(BaseModel):
         "interactive job accepted later overtakes a queued batch job, so a batch job's "
         "position can grow.",
     )
+    eta_s: float | None = Field(
+        default=None,
+        description="Only while queued: a rough estimate of the seconds until it starts, from "
+        "the mean engine time of the latest syntheses, its queue_position, the busy and the "
+        "ready workers (common/eta.py); none before any synthesis or with no worker ready.",
+    )
     priority: Priority = "interactive"
     #: The audio is a copy of an earlier identical job's: no engine ran for this one.
     cached: bool = False

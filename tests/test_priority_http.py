@@ -34,6 +34,8 @@ def at(value: str) -> datetime:
 
 
 def test_an_interactive_job_starts_before_50_queued_batch_jobs(prio: Stack) -> None:
+    warm = prio.submit(text="a first line, so there is a synthesis time to estimate from")
+    assert prio.wait_end(warm["id"])["status"] == "succeeded"
     gate = prio.ledger / "gate-overtake"
     blocker = prio.submit(text="holding the worker", metadata={"script": f"hold:{gate.name}"})
     prio.wait_status(blocker["id"], "running")
@@ -51,6 +53,7 @@ def test_an_interactive_job_starts_before_50_queued_batch_jobs(prio: Stack) -> N
     first, last = prio.get(items[0]), prio.get(items[-1])
     assert first["priority"] == "batch"
     assert (first["queue_position"], last["queue_position"]) == (1, ITEMS)
+    assert urgent["eta_s"] is not None and last["eta_s"] > urgent["eta_s"]
 
     gate.touch()  # the worker is free: the next job it takes is the urgent one
     done = prio.wait_end(urgent["id"])

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from common import keys
+from common.eta import estimate_wait_s, mean_synthesis_s
 from common.jobstore import JobStore
 from common.resultcache import ResultCache, cache_key, engine_version
 from common.schemas import EngineCapabilities, JobRecord, JobRequest, JobStatus, WorkerHeartbeat
@@ -254,3 +255,19 @@ def test_a_voice_url_job_is_answered_on_the_worker_by_the_fetched_audios_content
     assert storage.get(second.audio.key) == storage.get(first.audio.key)  # type: ignore[union-attr]
     third = run("https://a.example/other.wav")
     assert engine.calls == 2 and not third.cached
+
+
+def test_the_wait_estimate_counts_the_jobs_ahead_and_the_busy_workers_over_the_ready_ones(
+    store: JobStore,
+) -> None:
+    assert mean_synthesis_s(store.redis) is None
+    for synth_s in (1.0, 3.0):
+        job = store.create("o", JobRequest(text="x"))
+        store.claim(job.id, "w", is_alive=lambda _: True, max_attempts=3)
+        store.mark_synthesized(job.id, "w", b"", synth_s=synth_s, duration_s=1.0, warnings=[])
+    mean_s = mean_synthesis_s(store.redis)
+    assert mean_s == 2.0
+    assert estimate_wait_s(3, mean_s=mean_s, ready=2, busy=2) == 5.0
+    assert estimate_wait_s(0, mean_s=mean_s, ready=1, busy=0) == 0.0
+    assert estimate_wait_s(3, mean_s=mean_s, ready=0, busy=0) is None
+    assert estimate_wait_s(3, mean_s=None, ready=1, busy=1) is None

@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Owner, Svc
+from api.eta import queued_eta_s
 from api.resources import job_resource
 from api.submit import OUTAGE, accept, wait_for_end
 from api.webhook_guard import IdempotencyKey
@@ -44,7 +45,10 @@ def _prefer_wait(prefer: str | None, limit: float) -> float | None:
 
 async def _resource(svc: Svc, job: JobRecord) -> JobResource:
     position = await run_in_threadpool(svc.store.queue_position, job.id)
-    return job_resource(job, settings=svc.settings, storage=svc.storage, queue_position=position)
+    eta_s = await run_in_threadpool(queued_eta_s, svc, position)
+    return job_resource(
+        job, settings=svc.settings, storage=svc.storage, queue_position=position, eta_s=eta_s
+    )
 
 
 async def _submit(
@@ -65,9 +69,12 @@ async def _submit(
     response.headers["Location"] = f"{svc.settings.base_url}/v1/jobs/{job.id}"
     try:
         position = await run_in_threadpool(svc.store.queue_position, job.id)
+        eta_s = await run_in_threadpool(queued_eta_s, svc, position)
     except OUTAGE:
-        position = None
-    return job_resource(job, settings=svc.settings, storage=svc.storage, queue_position=position)
+        position, eta_s = None, None
+    return job_resource(
+        job, settings=svc.settings, storage=svc.storage, queue_position=position, eta_s=eta_s
+    )
 
 
 @router.post(
