@@ -159,4 +159,4 @@ def test_submit_resends_a_refused_submission_but_not_forever(
         tts.submit("hi", voice="narrator")
     assert refused.value.code == "too_many_requests" and refused.value.retry_after == 1
     assert len(seen) == client_module.SUBMIT_RETRIES + 1
-    assert seen[0] == {"text": "hi", "voice": "narrator", "format": "wav", "metadata": {}}
+    assert seen[0] == {"text": "hi", "voice": "narrator"}  # only what the caller set

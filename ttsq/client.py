@@ -147,7 +147,8 @@ def _job(resp: httpx.Response) -> JobResource:
 def _request(request: JobRequest | str, fields: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(request, str):
         request = JobRequest.model_validate({"text": request, **fields})
-    return request.model_dump(mode="json", exclude_none=True)
+    # Only what the caller set: a server of another version refuses fields it does not know.
+    return request.model_dump(mode="json", exclude_unset=True, exclude_none=True)
 
 
 def _submit_headers(wait_s: float | None) -> dict[str, str]:
