@@ -173,12 +173,12 @@ def test_listing_is_newest_first_filters_by_status_and_pages_by_cursor(stack: St
     h = stack.headers("carol")
     page1 = httpx.get(f"{stack.url}/v1/jobs", params={"limit": 3}, headers=h).json()
     page2 = httpx.get(
-        f"{stack.url}/v1/jobs", params={"limit": 3, "cursor": page1["next_cursor"]}, headers=h
+        f"{stack.url}/v1/jobs", params={"limit": 2, "cursor": page1["next_cursor"]}, headers=h
     ).json()
     listed = [j["id"] for j in page1["data"] + page2["data"]]
-    assert listed == list(reversed(ids))
+    assert listed == list(reversed(ids))  # the key's newest five (other tests share the key)
     failed = httpx.get(f"{stack.url}/v1/jobs", params={"status": "failed"}, headers=h).json()
-    assert failed["data"] == []
+    assert not {j["id"] for j in failed["data"]} & set(ids)
 
 
 def test_engine_rejection_fails_the_job_visibly(stack: Stack) -> None:
