@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -18,19 +19,21 @@ pytestmark = pytest.mark.integration
 
 
 def test_usage_counts_the_keys_jobs_gpu_and_audio_seconds(stack: Stack) -> None:
+    since = datetime.now(UTC).isoformat()  # the session's stack is shared: count from here
     done = [
         stack.wait_end(stack.submit(owner="carol", text=f"usage {i}")["id"], owner="carol")
         for i in range(3)
     ]
-    r = httpx.get(f"{stack.url}/v1/usage", headers=stack.headers("carol"))
+    window = {"since": since}
+    r = httpx.get(f"{stack.url}/v1/usage", params=window, headers=stack.headers("carol"))
     assert r.status_code == 200, r.text
     usage = r.json()
-    assert usage["jobs"] >= 3 and usage["succeeded"] >= 3
-    assert usage["audio_seconds"] >= sum(j["audio"]["duration_s"] for j in done) - 0.01
+    assert usage["jobs"] == 3 and usage["succeeded"] == 3
+    assert abs(usage["audio_seconds"] - sum(j["audio"]["duration_s"] for j in done)) < 0.01
     assert usage["gpu_seconds"] > 0 and usage["estimated_cost"] is None
     assert usage["workers"] and all(w["idle_s"] >= 0 for w in usage["workers"])
-    other = httpx.get(f"{stack.url}/v1/usage", headers=stack.headers("dave")).json()
-    assert other["jobs"] == 0  # another key's jobs are not counted
+    other = httpx.get(f"{stack.url}/v1/usage", params=window, headers=stack.headers("dave"))
+    assert other.json()["jobs"] == 0  # another key's jobs are not counted
 
 
 def ask(settings: Settings, client: tuple[str, int], headers: dict[str, str]) -> int:
