@@ -48,8 +48,7 @@ def check_voice_audio(data: bytes, *, max_s: float) -> CheckedVoice:
         )
     if seconds > max_s:
         raise BadVoice(
-            f"file: {seconds:.1f} s of audio, the longest voice is {max_s:g} s "
-            "(TTS_MAX_VOICE_S)",
+            f"file: {seconds:.1f} s of audio, the longest voice is {max_s:g} s (TTS_MAX_VOICE_S)",
             code="voice_too_long",
         )
     if float(np.max(np.abs(mono))) < SILENCE_PEAK:

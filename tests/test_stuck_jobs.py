@@ -98,7 +98,9 @@ def test_redis_killed_just_after_a_claim_the_job_still_ends_once(make_stack: Mak
         assert piece.alive(), stack.logs()
 
 
-def test_redis_killed_for_a_minute_during_a_burst_every_job_ends_once(make_stack: MakeStack) -> None:
+def test_redis_killed_for_a_minute_during_a_burst_every_job_ends_once(
+    make_stack: MakeStack,
+) -> None:
     stack = make_stack(**FAST_SWEEP).start()
     jobs = [stack.submit(text=f"line {i}", metadata={"probe": probe()})["id"] for i in range(40)]
     wait_for(

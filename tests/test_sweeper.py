@@ -308,22 +308,22 @@ def test_a_slow_sweep_never_lets_the_io_workers_heartbeat_expire(
     settings = Settings(
         redis_url=f"redis://{url['host']}:{url['port']}/9",
         data_dir=tmp_path,
-        heartbeat_interval_s=0.1,
-        heartbeat_ttl_s=0.5,
+        heartbeat_interval_s=0.2,
+        heartbeat_ttl_s=1.5,
         sweep_interval_s=0.05,  # below the heartbeat interval: allowed
     )
     sweeping = threading.Event()
 
     def slow_sweep(self: Sweeper) -> object:
         sweeping.set()
-        time.sleep(2)  # S3 deletes at their 5 + 30 s timeouts, in miniature
+        time.sleep(5)  # S3 deletes at their 5 + 30 s timeouts, in miniature
         return None
 
     monkeypatch.setattr(Sweeper, "sweep", slow_sweep)
     rt = runtime.start_io(settings, make_celery(settings))
     try:
         assert sweeping.wait(5)
-        for _ in range(15):
+        for _ in range(30):  # 3 s of one sweep: twice the heartbeat's TTL
             assert is_alive(store.redis, rt.instance)
             time.sleep(0.1)
     finally:

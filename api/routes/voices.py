@@ -75,8 +75,7 @@ def _form_fields(name: str, metadata: str | None) -> tuple[str, dict[str, str]]:
         return checked_name, _METADATA.validate_json(metadata)
     except ValidationError as exc:
         raise Unprocessable(
-            "metadata: a JSON object of at most 16 string values "
-            f"({describe_errors(exc.errors())})"
+            f"metadata: a JSON object of at most 16 string values ({describe_errors(exc.errors())})"
         ) from None
 
 
@@ -102,9 +101,7 @@ async def upload_voice(
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise TooLarge(f"file: over the limit of {limit} bytes (TTS_MAX_UPLOAD_BYTES)")
-    checked = await run_in_threadpool(
-        check_voice_audio, data, max_s=svc.settings.max_voice_s
-    )
+    checked = await run_in_threadpool(check_voice_audio, data, max_s=svc.settings.max_voice_s)
     # Stored before the record: a record never names missing audio. A failed put stores nothing.
     await run_in_threadpool(
         svc.storage.put, voice_object_key(checked.sha256), checked.wav, "audio/wav"
