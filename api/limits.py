@@ -13,6 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
 MAX_HEADER_BYTES = 16 * 1024
+#: A refused body up to this size is read and dropped before the answer, so a client still
+#: sending it gets the 413 rather than a connection reset; a larger one is cut off at once.
+DRAIN_MAX_BYTES = 1024 * 1024
 
 
 class BodyLimit:
@@ -41,6 +44,8 @@ class BodyLimit:
         length = headers.get(b"content-length")
         max_bytes = self.uploads.get(scope["path"], self.max_bytes)
         if length is not None and (not length.isdigit() or int(length) > max_bytes):
+            if length.isdigit() and int(length) <= DRAIN_MAX_BYTES:
+                await _drain(receive)
             await _refuse(
                 send,
                 413,
@@ -80,6 +85,13 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited, send)
+
+
+async def _drain(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 async def _refuse(send: Send, status: int, code: str, message: str) -> None:
