@@ -15,16 +15,21 @@ from common.netguard import Refused, checked_addresses, parse_cidrs
 from common.settings import Settings
 
 
-def check_webhook_url(settings: Settings, url: str, field: str = "webhook_url") -> None:
+def check_client_url(settings: Settings, url: str, *, field: str, code: str) -> None:
+    """A 400 naming `field` for a URL a worker would refuse to reach (it checks again)."""
     try:
         checked_addresses(url, parse_cidrs(settings.fetch_allow_cidrs))
     except Refused as exc:
-        raise ApiError(f"{field}: {exc}", code="webhook_url_refused") from None
+        raise ApiError(f"{field}: {exc}", code=code) from None
     except (OSError, ValueError) as exc:  # no such name, DNS down; a host IDNA cannot encode
         host = urlsplit(url).hostname
         raise ApiError(
-            f"{field}: cannot resolve {host!r} ({type(exc).__name__})", code="webhook_url_refused"
+            f"{field}: cannot resolve {host!r} ({type(exc).__name__})", code=code
         ) from None
+
+
+def check_webhook_url(settings: Settings, url: str, field: str = "webhook_url") -> None:
+    check_client_url(settings, url, field=field, code="webhook_url_refused")
 
 
 #: The `Idempotency-Key` header of `POST /v1/jobs` and `POST /v1/batches`.

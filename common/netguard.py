@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -71,3 +72,27 @@ def checked_addresses(
             "address (an operator may allow it with TTS_FETCH_ALLOW_CIDRS)"
         )
     return parts.hostname, port, addresses
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """Where to connect for a checked URL: its first checked address, with the host's name
+    kept for the Host header and for TLS (SNI and the certificate check)."""
+
+    url: str
+    host_header: str
+    server_name: str
+
+
+def pin(url: str, allow: Sequence[IPNetwork], resolver: Resolver = resolve) -> Pinned:
+    """`checked_addresses`, then the URL to connect to, so a DNS answer that changes between
+    the check and the connection cannot send the request elsewhere."""
+    parts = urlsplit(url)
+    server_name, port, addresses = checked_addresses(url, allow, resolver)
+    ip = addresses[0]
+    netloc = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    return Pinned(
+        url=parts._replace(netloc=netloc).geturl(),
+        host_header=parts.netloc.rsplit("@", 1)[-1],
+        server_name=server_name,
+    )

@@ -19,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from common.errors import PermanentError, TransientError
-from common.netguard import IPNetwork, Refused, Resolver, checked_addresses, resolve
+from common.netguard import IPNetwork, Refused, Resolver, pin, resolve
 
 MAX_REDIRECTS = 5
 RETRIES = 3
@@ -118,21 +118,17 @@ def _pinned_request(
 ) -> httpx.Request:
     """A request to the checked address of `url`'s host, with the host's name kept for the
     Host header and TLS (SNI and certificate checks)."""
-    parts = urlsplit(url)
     try:
-        _, port, addresses = checked_addresses(url, allow, resolver)
+        target = pin(url, allow, resolver)
     except Refused as exc:
         raise FetchRefused(str(exc)) from exc
     except OSError as exc:
-        raise FetchUnavailable(f"cannot resolve {parts.hostname}: {exc}") from exc
-    ip = addresses[0]
-    netloc = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-    target = parts._replace(netloc=netloc).geturl()
-    headers = {"Host": parts.netloc.rsplit("@", 1)[-1], "Accept": "audio/*"}
+        raise FetchUnavailable(f"cannot resolve {host_of(url)}: {exc}") from exc
+    headers = {"Host": target.host_header, "Accept": "audio/*"}
     if etag:
         headers["If-None-Match"] = etag
     return client.build_request(
-        "GET", target, headers=headers, extensions={"sni_hostname": parts.hostname}
+        "GET", target.url, headers=headers, extensions={"sni_hostname": target.server_name}
     )
 
 

@@ -7,8 +7,9 @@ a new path. The cache is bounded (least recently used files go first).
 
 Voices come from a source directory (`<data dir>/voices/<voice id>.wav`, the operator's shared
 voices), from storage (a key's uploaded voices, `gpu_worker/uploaded_voices.py`), or from a URL
-(`gpu_worker/url_voices.py`); the last two enter by content, as `sha256:<hex>` ids. Without a `default` voice there, the
-default speaker reference is made once with eSpeak NG, so a fresh machine has one.
+(`gpu_worker/url_voices.py`); the last two enter by content, as `sha256:<hex>` ids. Without a
+`default` voice there, the default speaker reference is made once with eSpeak NG, so a fresh
+machine has one.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from standardwebhooks.webhooks import Webhook
 from common import keys, metrics
 from common.batchstore import BatchStore
 from common.jobstore import utcnow
-from common.netguard import Refused, checked_addresses, parse_cidrs
+from common.netguard import Pinned, Refused, parse_cidrs, pin
 from common.settings import Settings
 from common.storage import Storage
 from common.webhooks import Attempt, Delivery, DeliveryState, secret_for
@@ -56,7 +56,7 @@ end
 return 0
 """
 
-Post = Callable[[str, str, dict[str, str], float], httpx.Response]
+Post = Callable[[Pinned, str, dict[str, str], float], httpx.Response]
 
 
 def retry_schedule(settings: Settings) -> list[float]:
@@ -96,10 +96,16 @@ class Pump:
         return sent
 
 
-def _post(url: str, body: str, headers: dict[str, str], timeout_s: float) -> httpx.Response:
-    return httpx.post(
-        url, content=body.encode(), headers=headers, timeout=timeout_s, follow_redirects=False
-    )
+def _post(target: Pinned, body: str, headers: dict[str, str], timeout_s: float) -> httpx.Response:
+    with httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
+        request = client.build_request(
+            "POST",
+            target.url,
+            content=body.encode(),
+            headers={**headers, "Host": target.host_header},
+            extensions={"sni_hostname": target.server_name},
+        )
+        return client.send(request)
 
 
 def render(delivery: Delivery, storage: Storage, settings: Settings) -> str:
@@ -147,7 +153,8 @@ def run_delivery(
     retry_after: float | None = None
     retry = False
     try:
-        checked_addresses(delivery.url, parse_cidrs(settings.fetch_allow_cidrs))
+        # Checked again now (DNS may have changed), and sent to the very address checked.
+        target = pin(delivery.url, parse_cidrs(settings.fetch_allow_cidrs))
         webhook = Webhook(secret_for(delivery.owner, settings, client))
         headers = {
             "content-type": "application/json",
@@ -156,7 +163,7 @@ def run_delivery(
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": webhook.sign(delivery.id, now, delivery.body),
         }
-        response = post(delivery.url, delivery.body, headers, settings.webhook_timeout_s)
+        response = post(target, delivery.body, headers, settings.webhook_timeout_s)
         status_code = response.status_code
         if status_code == 429 or status_code >= 500:
             retry, retry_after = True, _retry_after(response.headers.get("retry-after"), now)

@@ -33,10 +33,10 @@ from api.dropin import (
 )
 from api.errors import describe_errors
 from api.submit import accept, wait_for_end
+from api.webhook_guard import check_client_url
 from common import audio
 from common.errors import ApiError, ServiceUnavailable, Unprocessable
 from common.jobstore import new_job_id
-from common.netguard import Refused, checked_addresses, parse_cidrs
 from common.schemas import AudioInfo, ErrorEnvelope, JobRecord, JobRequest, JobStatus
 from common.storage import CONTENT_TYPES, LocalStorage, audio_key
 from common.workers import alive_workers
@@ -76,17 +76,6 @@ async def _parse(request: Request, model: type[T]) -> T:
         if any(e["type"] == "json_invalid" for e in errors):
             raise BadRequest("the body is not valid JSON", code="invalid_json") from None
         raise BadRequest(describe_errors(errors)) from None
-
-
-def _check_prompt_url(svc: Svc, url: str) -> None:
-    """Refuse an address the worker would refuse, now, with a 400 (the worker checks again)."""
-    try:
-        checked_addresses(url, parse_cidrs(svc.settings.fetch_allow_cidrs))
-    except Refused as exc:
-        raise BadRequest(f"prompt_audio_url: {exc}") from None
-    except OSError as exc:
-        host = urlsplit(url).hostname
-        raise BadRequest(f"prompt_audio_url: cannot resolve {host} ({exc})") from None
 
 
 def _check_engine(svc: Svc, body: SynthesizeRequest) -> None:
@@ -151,7 +140,13 @@ async def synthesize(
 
 async def _accept_one(svc: Svc, owner: str, body: SynthesizeRequest, where: str = "") -> JobRecord:
     if body.prompt_audio_url:
-        await run_in_threadpool(_check_prompt_url, svc, body.prompt_audio_url)
+        await run_in_threadpool(
+            check_client_url,
+            svc.settings,
+            body.prompt_audio_url,
+            field="prompt_audio_url",
+            code="invalid_request",
+        )
     try:
         job_request = to_job(body)
         job, _ = await accept(svc, owner, job_request, request_key=fingerprint(body))
