@@ -53,7 +53,8 @@ def test_a_job_started_too_often_fails_instead_of_looping(store: JobStore) -> No
 
 
 def test_synthesized_then_succeeded_once(store: JobStore) -> None:
-    from common.wav import describe_wav, encode_wav
+    from common.schemas import AudioInfo
+    from common.wav import encode_wav
 
     job = store.create("o", JobRequest(text="a"))
     store.claim(job.id, "w", is_alive=alive, max_attempts=3)
@@ -61,7 +62,9 @@ def test_synthesized_then_succeeded_once(store: JobStore) -> None:
     assert store.mark_synthesized(job.id, "w", wav, synth_s=0.5, duration_s=1.0, warnings=[])
     assert store.handoff_audio(job.id) == wav
     assert store.claim(job.id, "w2", is_alive=dead, max_attempts=3).result == ClaimResult.skip
-    info = describe_wav("audio/x.wav", wav)
+    info = AudioInfo(
+        key="audio/x.wav", sample_rate=22050, duration_s=0.0091, size_bytes=len(wav), sha256="0"
+    )
     assert store.mark_succeeded(job.id, info)
     assert not store.mark_succeeded(job.id, info)
     assert store.handoff_audio(job.id) is None
