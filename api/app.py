@@ -9,12 +9,13 @@ from fastapi import FastAPI
 from api import errors
 from api.allowlist import AllowList
 from api.deps import Services
+from api.ends import EndWatcher
 from api.engine_check import EngineView
 from api.limits import BodyLimit
 from api.routes import batches, dropin, jobs, metrics, system, usage, voices, webhooks
 from common.jobstore import JobStore
 from common.netguard import parse_cidrs
-from common.queue import connect_redis, make_celery
+from common.queue import connect_redis, make_celery, redis_url
 from common.settings import Settings
 from common.storage import make_storage
 from common.voicestore import VoiceStore
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         celery=make_celery(settings),
         engine_view=EngineView(client),
         voices=VoiceStore(client),
+        ends=EndWatcher(redis_url(settings)),
         api_keys=settings.parsed_api_keys(),
     )
     public = settings.public_docs

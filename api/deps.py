@@ -9,6 +9,7 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Request
 
+from api.ends import EndWatcher
 from api.engine_check import EngineView
 from common.errors import Unauthorized
 from common.jobstore import JobStore
@@ -27,6 +28,8 @@ class Services:
     celery: Celery
     engine_view: EngineView
     voices: VoiceStore
+    #: Wakes requests waiting for a job's end (`api/ends.py`).
+    ends: EndWatcher
     #: {key: owner name}, compared in constant time.
     api_keys: dict[str, str] = field(default_factory=dict)
 

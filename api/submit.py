@@ -84,18 +84,19 @@ async def publish(svc: Services, job: JobRecord) -> JobRecord:
 
 
 async def wait_for_end(svc: Services, job: JobRecord, wait_s: float) -> JobRecord:
-    """Poll the store until the job ends or `wait_s` passes (0.05 s, backing off to 0.5 s).
-
-    No thread is held while waiting: hundreds of requests can wait at once, each costing a
-    short Redis read per poll.
-    """
-    deadline, pause = time.monotonic() + wait_s, 0.05
-    while not job.status.terminal and time.monotonic() < deadline:
-        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 1.5, 0.5)
-        try:
-            job = await run_in_threadpool(svc.store.get_owned, job.id, job.owner)
-        except OUTAGE as exc:
-            log.warning("[job %s] wait ended early: %s", job.id, type(exc).__name__)
-            break
+    """Wait until the job ends or `wait_s` passes, reading its record only when told it may
+    have ended (`api/ends.py`): no thread is held and Redis is not polled while waiting."""
+    deadline = time.monotonic() + wait_s
+    with svc.ends.watch(job.id) as maybe_ended:
+        while not job.status.terminal:
+            try:
+                await asyncio.wait_for(maybe_ended.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                break
+            maybe_ended.clear()
+            try:
+                job = await run_in_threadpool(svc.store.get_owned, job.id, job.owner)
+            except OUTAGE as exc:
+                log.warning("[job %s] wait ended early: %s", job.id, type(exc).__name__)
+                break
     return job

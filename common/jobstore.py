@@ -452,6 +452,7 @@ class JobStore:
         pipe.delete(keys.job_audio_handoff(job.id))
         emit_job_event(pipe, job, END_EVENTS[status], now, self._ttl_s)
         metrics.on_end(pipe, job)
+        pipe.publish(keys.JOB_ENDED_CHANNEL, job.id)
 
     @property
     def _ttl_s(self) -> int:

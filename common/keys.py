@@ -52,6 +52,9 @@ RUNNING = f"{PREFIX}:running"
 UNPUBLISHED = f"{PREFIX}:unpublished"
 #: Sorted set of ended job ids by expiry time; the janitor removes them and their audio.
 EXPIRY = f"{PREFIX}:expiry"
+#: Pub/sub channel: each message is the id of a job that just ended (published in the ending
+#: transaction). API processes subscribe so `Prefer: wait` and `/synthesize` need no polling.
+JOB_ENDED_CHANNEL = f"{PREFIX}:events:job-ended"
 
 
 #: Held (SET NX, expiring) by the one sweeper running now, so no stuck job is resent twice.

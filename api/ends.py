@@ -1,0 +1,99 @@
+"""Learning that a job ended without polling: one Redis subscription per API process.
+
+The job store publishes a job's id on `keys.JOB_ENDED_CHANNEL` in the transaction that ends
+it. Each API process holds one subscription (a `redis.asyncio` connection, started on first
+use, in the process's event loop) and wakes that job's waiters, which then read its record
+once. So 500 requests holding `Prefer: wait` cost Redis nothing while they wait.
+
+Pub/sub is not durable: a message published while the subscription is down is lost. So each
+time the subscription comes up, every waiter reads its job again; and while it is down, every
+waiter reads once per `fallback_s` (polling, only then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import redis
+import redis.asyncio as aioredis
+
+from common import keys
+
+log = logging.getLogger(__name__)
+
+
+class EndWatcher:
+    def __init__(self, url: str, *, fallback_s: float = 1.0, health_check_s: int = 15) -> None:
+        self.url, self.fallback_s, self.health_check_s = url, fallback_s, health_check_s
+        self.subscribed = False
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @contextlib.contextmanager
+    def watch(self, job_id: str) -> Iterator[asyncio.Event]:
+        """An event set when `job_id` may have ended (and once at the start, so the caller
+        reads the record after subscribing: an end just before cannot be missed). The caller
+        clears it, reads the record, and waits again."""
+        self._ensure_listening()
+        event = asyncio.Event()
+        event.set()
+        self._waiters.setdefault(job_id, set()).add(event)
+        try:
+            yield event
+        finally:
+            waiting = self._waiters.get(job_id)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._waiters[job_id]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+                await self._task
+
+    def _ensure_listening(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._loop is not loop:
+            # A new event loop (tests start one per client) strands the old one's waiters.
+            self._waiters.clear()
+            self._loop = loop
+            self._task = loop.create_task(self._listen(), name="ttsq-job-ends")
+
+    async def _listen(self) -> None:
+        while True:
+            client = aioredis.Redis.from_url(
+                self.url, socket_connect_timeout=5, health_check_interval=self.health_check_s
+            )
+            try:
+                async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(keys.JOB_ENDED_CHANNEL)
+                    self.subscribed = True
+                    self._wake_all()  # whatever ended while we were not listening
+                    while True:
+                        message = await pubsub.get_message(timeout=self.health_check_s)
+                        if message is not None:
+                            self._wake(message["data"].decode())
+            except (redis.RedisError, OSError) as exc:
+                if self.subscribed:
+                    log.warning("job-end subscription lost (%s); waiters poll meanwhile", exc)
+            finally:
+                self.subscribed = False
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            self._wake_all()
+            await asyncio.sleep(self.fallback_s)
+
+    def _wake(self, job_id: str) -> None:
+        for event in self._waiters.get(job_id, ()):
+            event.set()
+
+    def _wake_all(self) -> None:
+        for events in self._waiters.values():
+            for event in events:
+                event.set()

@@ -1,0 +1,105 @@
+"""Waiting for a job's end by subscription (`api/ends.py`), on a Redis server of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from api.ends import EndWatcher
+from common.jobstore import JobStore
+from common.schemas import JobRequest
+from tests.support.servers import RedisServer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+async def woken(event: asyncio.Event, within: float) -> bool:
+    try:
+        await asyncio.wait_for(event.wait(), within)
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_a_waiter_is_woken_when_its_job_ends_and_only_then(own_redis: RedisServer) -> None:
+    store = JobStore(redis.Redis.from_url(own_redis.url), job_ttl_s=60)
+    job, other = store.create("o", JobRequest(text="a")), store.create("o", JobRequest(text="b"))
+
+    async def main() -> None:
+        watcher = EndWatcher(own_redis.url)
+        with watcher.watch(job.id) as ended:
+            assert ended.is_set()  # read once first: an end just before cannot be missed
+            await asyncio.sleep(0.3)
+            assert watcher.subscribed
+            ended.clear()
+            await asyncio.to_thread(store.fail, other.id, "x", "another job")
+            assert not await woken(ended, 0.5)
+            await asyncio.to_thread(store.fail, job.id, "x", "this job")
+            assert await woken(ended, 2)
+        await watcher.close()
+
+    asyncio.run(main())
+
+
+def test_500_waiters_send_redis_no_commands_while_they_wait(own_redis: RedisServer) -> None:
+    client = redis.Redis.from_url(own_redis.url)
+    store = JobStore(client, job_ttl_s=60)
+    jobs = [store.create("o", JobRequest(text="a")) for _ in range(500)]
+
+    def commands() -> int:
+        return int(client.info("stats")["total_commands_processed"])
+
+    async def main() -> int:
+        watcher = EndWatcher(own_redis.url)
+        with contextlib.ExitStack() as watching:
+            for job in jobs:
+                watching.enter_context(watcher.watch(job.id))
+            await asyncio.sleep(0.3)
+            before = commands()
+            await asyncio.sleep(2)
+            sent = commands() - before - 1  # the INFO itself
+        await watcher.close()
+        return sent
+
+    assert asyncio.run(main()) == 0
+
+
+def test_waiters_read_again_while_redis_is_down_and_once_it_is_back(
+    own_redis: RedisServer,
+) -> None:
+    store = JobStore(redis.Redis.from_url(own_redis.url), job_ttl_s=60)
+    job = store.create("o", JobRequest(text="a"))
+
+    async def main() -> None:
+        watcher = EndWatcher(own_redis.url, fallback_s=0.2)
+        with watcher.watch(job.id) as ended:
+            await asyncio.sleep(0.3)
+            assert watcher.subscribed
+            ended.clear()
+            await asyncio.to_thread(own_redis.kill)
+            assert await woken(ended, 2)  # down: the waiter is told to read (and poll)
+            ended.clear()
+            await asyncio.to_thread(own_redis.start)
+            for _ in range(50):  # back: subscribed again
+                await asyncio.sleep(0.1)
+                if watcher.subscribed:
+                    break
+            assert watcher.subscribed
+            ended.clear()
+            await asyncio.to_thread(store.fail, job.id, "x", "ended after the restart")
+            assert await woken(ended, 2)
+        await watcher.close()
+
+    asyncio.run(main())
