@@ -43,6 +43,7 @@ def job_resource(
         input=job.request,
         urls=JobUrls(self=base, audio=f"{base}/audio", cancel=f"{base}/cancel"),
         audio=audio,
+        progress=job.progress,
         metrics=job.metrics,
         error=job.error,
         warnings=job.warnings,

@@ -24,7 +24,15 @@ from common.errors import Conflict, NotFound
 from common.eta import note_synthesis_time
 from common.paging import Cursor, newest_first
 from common.priority import queued_score
-from common.schemas import AudioInfo, ErrorInfo, JobRecord, JobRequest, JobStatus, Stage
+from common.schemas import (
+    AudioInfo,
+    ErrorInfo,
+    JobRecord,
+    JobRequest,
+    JobStatus,
+    Progress,
+    Stage,
+)
 from common.webhooks import END_EVENTS, emit_job_event
 
 Clock = Callable[[], datetime]
@@ -238,6 +246,7 @@ class JobStore:
                 self._end(job, pipe, JobStatus.failed, now)
                 return ClaimResult.exhausted
             job.status, job.stage, job.worker = JobStatus.running, Stage.synthesizing, instance
+            job.progress = None  # a dead worker's, when taking its job over
             job.attempts += 1
             job.started_at = job.started_at or now
             job.stage_at = now
@@ -284,6 +293,22 @@ class JobStore:
             pipe.set(keys.job_audio_handoff(job.id), wav, ex=int(self.job_ttl.total_seconds()))
             note_synthesis_time(pipe, synth_s)
             metrics.on_synthesized(pipe, synth_s, duration_s)
+            return True
+
+        return bool(self._change(job_id, change)[0])
+
+    def note_progress(self, job_id: str, instance: str, done: int, total: int) -> bool:
+        """Record how far the engine is (segments done of total) on a job `instance` is
+        synthesising; never a status or stage change. False when it no longer is."""
+
+        def change(job: JobRecord, pipe: Pipeline) -> bool:
+            if (job.status, job.stage, job.worker) != (
+                JobStatus.running,
+                Stage.synthesizing,
+                instance,
+            ):
+                return False
+            job.progress = Progress(done=done, total=total)
             return True
 
         return bool(self._change(job_id, change)[0])
@@ -477,6 +502,8 @@ class JobStore:
             before.append((job.status, job.stage))
             pipe.multi()
             result = change(job, pipe)
+            if job.stage != Stage.synthesizing:
+                job.progress = None  # the engine's progress means nothing once it has stopped
             after = job.model_dump_json()
             if after != raw.decode():
                 pipe.set(key, after)

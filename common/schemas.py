@@ -244,6 +244,16 @@ class Metrics(BaseModel):
     gpu_s: float | None = None
 
 
+class Progress(BaseModel):
+    """How far the engine is through a job, where it can tell: a timed script's segments, or
+    the segments IndexTTS2 cuts a long text into."""
+
+    #: Segments finished.
+    done: int
+    #: Segments in all.
+    total: int
+
+
 class ErrorInfo(BaseModel):
     code: str
     message: str
@@ -270,6 +280,8 @@ class JobRecord(BaseModel):
     #: the upload again only after it has passed (so a slow attempt is never doubled).
     lease_until: datetime | None = None
     audio: AudioInfo | None = None
+    #: Only while synthesizing, and only from an engine that can tell (`JobStore.note_progress`).
+    progress: Progress | None = None
     metrics: Metrics = Field(default_factory=Metrics)
     error: ErrorInfo | None = None
     warnings: list[str] = Field(default_factory=list)
@@ -337,6 +349,13 @@ class JobResource(BaseModel):
     input: JobRequest
     urls: JobUrls
     audio: PublicAudio | None = None
+    progress: Progress | None = Field(
+        default=None,
+        description="Only while synthesizing: segments done of total, e.g. "
+        '{"done": 3, "total": 10}, for a timed script (`segments`) or a text the engine cuts '
+        "into segments (IndexTTS2); none where the engine cannot tell. Updated at most about "
+        "twice a second, so it can lag a segment behind.",
+    )
     metrics: Metrics
     error: ErrorInfo | None = None
     warnings: list[str]

@@ -20,9 +20,10 @@ from common.resultcache import ResultCache
 from common.schemas import JobRequest
 from common.wav import encode_wav
 from gpu_worker.cached import serve_from_cache
-from gpu_worker.engines.base import Engine, SynthesisOutput
+from gpu_worker.engines.base import Engine, ProgressListener, SynthesisOutput, progress_to
 from gpu_worker.joblog import job_log
 from gpu_worker.postprocess import fit, place
+from gpu_worker.progress import JobProgress
 from gpu_worker.uploaded_voices import UploadedVoices, resolve_references
 from gpu_worker.url_voices import UrlVoices
 
@@ -80,7 +81,8 @@ def run_synthesis(
         )
         if results is not None and serve_from_cache(results, store, job, request, engine, instance):
             return SynthesisOutcome(Next.done)
-        out = speak(request, engine, max_stretch=max_stretch)
+        progress = JobProgress(store, job_id, instance)
+        out = speak(request, engine, max_stretch=max_stretch, progress=progress)
     except PermanentError as exc:
         log.warning("failed: %s (%s)", exc.message, exc.code)
         store.fail(job_id, exc.code, exc.message)
@@ -120,12 +122,25 @@ def run_synthesis(
     return SynthesisOutcome(Next.upload)
 
 
-def speak(request: JobRequest, engine: Engine, *, max_stretch: float) -> SynthesisOutput:
+def speak(
+    request: JobRequest,
+    engine: Engine,
+    *,
+    max_stretch: float,
+    progress: ProgressListener | None = None,
+) -> SynthesisOutput:
     """Run the engine for one job (its reference audio already resolved): a timed script
-    spoken segment by segment, each fitted to its slot and placed at its start."""
+    spoken segment by segment, each fitted to its slot and placed at its start.
+
+    `progress` hears segments done of total: the script's, or else the engine's own.
+    """
     if not request.segments:
-        return engine.synthesize(request)
+        with progress_to(progress):
+            return engine.synthesize(request)
     parts, warnings, rate = [], [], 0
+    total = len(request.segments)
+    if progress is not None:
+        progress(0, total)
     for i, segment in enumerate(request.segments):
         out = engine.synthesize(request.model_copy(update={"text": segment.text, "segments": None}))
         rate = out.sample_rate
@@ -138,6 +153,8 @@ def speak(request: JobRequest, engine: Engine, *, max_stretch: float) -> Synthes
         )
         warnings += [f"segments[{i}]: {w}" for w in (*out.warnings, *more)]
         parts.append((fitted, segment.start_s))
+        if progress is not None:
+            progress(i + 1, total)
     return SynthesisOutput(pcm16(place(parts, rate)), rate, warnings)
 
 

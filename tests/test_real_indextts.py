@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,6 +178,27 @@ def test_segmenting_and_silence_controls_reach_the_model(real_stack: Stack) -> N
     silence = int(22050 * 500 / 1000)
     assert samples(audio) == segments * SEGMENT_SAMPLES + (segments - 1) * silence
     assert wav_ok(audio) > 1.0
+
+
+def test_a_long_text_shows_segments_done_while_it_runs(real_stack: Stack) -> None:
+    text = "HELLO WORLD, THIS IS A TEST OF THE QUICK BROWN FOX. " * 4
+    generation = {"max_text_tokens_per_segment": 20, "interval_silence": 0}
+    job = real_stack.submit(text=text, generation=generation)
+    seen = []
+    deadline = time.monotonic() + 180
+    while (now := real_stack.get(job["id"]))["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, real_stack.logs()
+        if now["progress"] is not None:
+            seen.append(now["progress"])
+        time.sleep(0.05)
+    done, audio = audio_of(real_stack, job)
+    segments = samples(audio) // SEGMENT_SAMPLES
+    assert samples(audio) == segments * SEGMENT_SAMPLES and segments >= 3
+    # upstream says "speech synthesis k/n" as segment k starts: k - 1 of n are done
+    assert seen and {p["total"] for p in seen} == {segments}, seen
+    finished = [p["done"] for p in seen]
+    assert finished == sorted(finished) and max(finished) < segments and len(set(finished)) > 1
+    assert done["progress"] is None
 
 
 def test_an_emotion_reference_audio_is_used(real_stack: Stack) -> None:

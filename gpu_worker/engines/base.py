@@ -2,15 +2,24 @@
 
 An engine is built once per worker process (in the process that runs the jobs), warmed up,
 then asked to `synthesize` one request at a time. It reports what it supports so the API can
-refuse what it cannot do instead of ignoring it.
+refuse what it cannot do instead of ignoring it. An engine that can tell how far it is calls
+`report_progress` while it works; the worker listens with `progress_to`, so engines that
+cannot tell need nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from common.schemas import EngineCapabilities, JobRequest
+
+#: Told (segments done, segments in all) as an engine works through a request.
+ProgressListener = Callable[[int, int], None]
+_listener: ContextVar[ProgressListener | None] = ContextVar("progress_listener", default=None)
 
 
 @dataclass
@@ -34,3 +43,21 @@ class Engine(Protocol):
     def warmup(self) -> None: ...
 
     def synthesize(self, request: JobRequest) -> SynthesisOutput: ...
+
+
+def report_progress(done: int, total: int) -> None:
+    """Called by an engine during `synthesize`: `done` of `total` segments finished. Nothing
+    happens unless the worker listens."""
+    listener = _listener.get()
+    if listener is not None:
+        listener(done, total)
+
+
+@contextlib.contextmanager
+def progress_to(listener: ProgressListener | None) -> Iterator[None]:
+    """Send the engine's `report_progress` calls made inside this block to `listener`."""
+    token = _listener.set(listener)
+    try:
+        yield
+    finally:
+        _listener.reset(token)

@@ -35,7 +35,7 @@ from common.errors import EngineInputError, EngineLoadError, TransientError
 from common.schemas import EngineCapabilities, JobRequest
 from common.settings import Settings
 from gpu_worker.engines import indextts_layout as layouts
-from gpu_worker.engines.base import SynthesisOutput
+from gpu_worker.engines.base import SynthesisOutput, report_progress
 from gpu_worker.engines.indextts_compat import pin_hub_cache, tagger_cache
 from gpu_worker.voices import VoiceCache
 
@@ -59,6 +59,8 @@ SAMPLING = (
     "max_mel_tokens",
 )
 _CJK = re.compile(r"[\u3400-\u9fff]")
+#: Upstream's progress text as a segment starts: "speech synthesis 3/10...".
+_SEGMENT_STARTS = re.compile(r"speech synthesis (\d+)/(\d+)")
 
 
 class IndexTTS2Engine:
@@ -133,6 +135,8 @@ class IndexTTS2Engine:
             kwargs = self.constructor_kwargs(inspect.signature(model_cls).parameters, settings)
             log.info("building %s.IndexTTS2 with %s", self.module_name, kwargs)
             self.model = self._build(model_cls, kwargs)
+        # Upstream reports to its web UI's progress bar through this hook; so it reports to us.
+        self.model.gr_progress = _upstream_progress
         self._infer_params = set(inspect.signature(self.model.infer).parameters)
         self.device = str(getattr(self.model, "device", settings.indextts_device or "auto"))
         #: What the model outputs; read from its first audio (warm-up), not assumed.
@@ -374,6 +378,14 @@ def to_pcm16(wav: Any) -> bytes:
     if arr.dtype.kind == "f":
         arr = (np.clip(arr, -1.0, 1.0) * 32767.0).round()
     return bytes(arr.astype("<i2").reshape(-1).tobytes())
+
+
+def _upstream_progress(value: float, desc: str | None = None) -> None:
+    # Upstream calls this as segment k of n starts, so k - 1 are done; the float is its own
+    # weighting of the steps, and its other steps ("text processing...") carry no count.
+    starts = _SEGMENT_STARTS.search(desc or "")
+    if starts is not None:
+        report_progress(int(starts[1]) - 1, int(starts[2]))
 
 
 def _optional_torch() -> Any:
