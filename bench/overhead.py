@@ -4,8 +4,9 @@ the median and <= 1.15 at p99 with a 0.3 s engine (issue 14, target 2).
     .venv/bin/python -m bench.overhead [--jobs 60] [--engine-s 0.3]
 
 A real stack (Redis, `ttsq api`, `ttsq worker`, `ttsq io`, S3 server, on loopback). Each job
-is submitted over HTTP and polled every 5 ms until it ends; its latency (submit to seen
-`succeeded`) is divided by its `metrics.synth_s`. Prints JSON.
+is one `POST /v1/jobs` with `Prefer: wait=60` on a kept-alive connection (how the drop-in
+`/synthesize` and a waiting client see it); its latency (request sent to `200` with the
+succeeded job) is divided by its `metrics.synth_s`, the engine's own time. Prints JSON.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+import httpx
 
 from bench.engine_vs_queue import pct
 from tests.support.servers import RedisServer, S3Server
@@ -34,16 +37,24 @@ def main() -> None:
     s3 = S3Server().start()
     stack = Stack(tmp, redis, s3, TTS_BACKEND="tests.support.engines:ScriptedEngine").start()
     ratios, latencies = [], []
+    http = httpx.Client(
+        base_url=stack.url, headers={**stack.headers(), "Prefer": "wait=60"}, timeout=90
+    )
     try:
         for i in range(args.jobs + 2):
+            body = {"text": f"Line {i}.", "metadata": {"script": f"sleep:{args.engine_s}"}}
             started = time.perf_counter()
-            job = stack.submit(text=f"Line {i}.", metadata={"script": f"sleep:{args.engine_s}"})
-            done = stack.wait_end(job["id"], every=0.005)
+            answer = http.post("/v1/jobs", json=body)
+            latency = time.perf_counter() - started
+            done = answer.json()
+            if answer.status_code != 200 or done["status"] != "succeeded":
+                raise SystemExit(f"job did not succeed in the wait: {answer.status_code} {done}")
             if i < 2:
                 continue  # warm-up
-            latencies.append(time.perf_counter() - started)
+            latencies.append(latency)
             ratios.append(latencies[-1] / float(done["metrics"]["synth_s"]))
     finally:
+        http.close()
         stack.stop()
         s3.stop()
         redis.stop()

@@ -380,7 +380,12 @@ class WorkerHeartbeat(BaseModel):
     ready: bool = False
     capabilities: EngineCapabilities | None = None
     jobs_done: int = 0
+    #: The job on the engine now (or None: the engine is idle).
     current_job: str | None = None
+    #: Every job this worker has claimed and not yet handed on: the next one, prepared and
+    #: waiting for the engine, besides the current one, and the last one being handed to the
+    #: uploader (`gpu_worker/pipeline.py`). The sweeper leaves these alone while it lives.
+    holding: list[str] = Field(default_factory=list)
     #: When its last job ended (an idle GPU costs as much as a busy one).
     last_job_at: datetime | None = None
     #: GPU memory the engine holds, in MB, as of the last beat (0 on a CPU engine).

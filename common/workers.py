@@ -42,6 +42,10 @@ def alive_workers(client: redis.Redis) -> list[WorkerHeartbeat]:
     return sorted(beats, key=lambda b: b.instance)
 
 
-def current_jobs(client: redis.Redis) -> dict[str, str | None]:
-    """For every live worker, the job its heartbeat says it is working on (or None)."""
-    return {beat.instance: beat.current_job for beat in alive_workers(client)}
+def current_jobs(client: redis.Redis) -> dict[str, set[str]]:
+    """For every live worker, the jobs its heartbeat says it holds (on the engine or not)."""
+    return {beat.instance: held(beat) for beat in alive_workers(client)}
+
+
+def held(beat: WorkerHeartbeat) -> set[str]:
+    return set(beat.holding) | ({beat.current_job} if beat.current_job else set())

@@ -59,10 +59,27 @@ class Heartbeat(Every):
     ) -> None:
         super().__init__(interval_s, self._beat, name="ttsq-heartbeat")
         self.client, self.beat, self.ttl_s, self.refresh = client, beat, ttl_s, refresh
+        #: Guards `beat`; held only to change it, so `note` never waits on Redis.
         self._lock = threading.Lock()
+        #: Orders the writes: held across one, which writes the latest `beat`.
+        self._writing = threading.Lock()
 
     def update(self, **fields: object) -> None:
-        self._write(fields)
+        self._write(lambda _: fields)
+
+    def note(self, **fields: object) -> None:
+        """Change fields in memory only: the next beat writes them. For the engine's thread,
+        which must not wait on Redis between jobs."""
+        with self._lock:
+            self.beat = self.beat.model_copy(update=fields)
+
+    def hold(self, job_id: str) -> None:
+        """Say (in Redis, before returning) that this worker holds `job_id`; call it before
+        claiming the job, so the sweeper never sees it claimed by a worker not holding it."""
+        self._write(lambda beat: {"holding": [*beat.holding, job_id]})
+
+    def release(self, job_id: str, **fields: object) -> None:
+        self._write(lambda beat: {"holding": [j for j in beat.holding if j != job_id], **fields})
 
     def _beat(self) -> None:
         fields: dict[str, Any] = {}
@@ -71,15 +88,18 @@ class Heartbeat(Every):
                 fields = self.refresh()
             except Exception:
                 log.exception("heartbeat refresh failed; keeping the last values")
-        self._write(fields)
+        self._write(lambda _: fields)
 
-    def _write(self, fields: dict[str, Any]) -> None:
-        # Change and write under one lock, so the key never goes back to an older state
-        # (the sweeper trusts `current_job`).
+    def _write(self, change: Callable[[WorkerHeartbeat], dict[str, Any]]) -> None:
         with self._lock:
-            self.beat = self.beat.model_copy(update=fields)
+            self.beat = self.beat.model_copy(update=change(self.beat))
+        # One write at a time, each of the state as it is when its turn comes: the key never
+        # goes back to an older state (the sweeper trusts `holding`).
+        with self._writing:
+            with self._lock:
+                beat = self.beat
             try:
-                write_heartbeat(self.client, self.beat, self.ttl_s)
+                write_heartbeat(self.client, beat, self.ttl_s)
             except redis.RedisError as exc:
                 log.warning("heartbeat not written (%s); retrying", type(exc).__name__)
 

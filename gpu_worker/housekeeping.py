@@ -65,8 +65,8 @@ class Sweeper:
     publish_upload: Callable[[str], None]
     grace_s: float
     upload_lease_s: float
-    #: instance -> the job its heartbeat says it is on, for every live worker.
-    heartbeats: Callable[[], dict[str, str | None]] | None = None
+    #: instance -> the jobs its heartbeat says it holds, for every live worker.
+    heartbeats: Callable[[], dict[str, set[str]]] | None = None
     #: Ids of jobs with a synthesis message in the broker.
     messages: Callable[[], set[str]] | None = None
     _last_orphan_check: float = field(default=0.0, init=False)
@@ -125,7 +125,7 @@ class Sweeper:
                 continue
             if job.worker not in working_on:
                 found, why = report.requeued, "is gone"
-            elif working_on[job.worker] != job_id and _older(job.stage_at, now, self.grace_s):
+            elif job_id not in working_on[job.worker] and _older(job.stage_at, now, self.grace_s):
                 found, why = report.rescued, "is alive but not working on it"
             else:
                 continue

@@ -1,9 +1,11 @@
 """Replace the synthesis process when its GPU memory creeps above a mark.
 
-Upstream's GPU memory grows over many jobs. After a job that leaves the process above
-TTS_RECYCLE_GPU_MEMORY_MB, the process asks to be replaced; it exits only after the job in hand
-has been reported, through billiard's own recycling path (the one `--max-memory-per-child`
-uses), so the parent starts a fresh process and nothing is redelivered or lost.
+Upstream's GPU memory grows over many jobs. When the engine finishes a job that leaves the
+process above TTS_RECYCLE_GPU_MEMORY_MB, the process asks to be replaced (the task that sees it
+is the next job's, `gpu_worker/pipeline.py`). It exits only after that job in hand has been
+finished and handed on (`runtime.stop` drains the pipeline), through billiard's own recycling
+path (the one `--max-memory-per-child` uses), so the parent starts a fresh process and nothing
+is redelivered or lost.
 
 billiard checks `max_memory_per_child` against `billiard.pool.mem_rss()` after each task. In
 the child we wrap that function so that a pending request reads as "over the limit". The test

@@ -11,11 +11,14 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 import redis
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from common.batchstore import BatchStore
 from common.errors import TtsqError
@@ -23,6 +26,7 @@ from common.jobstore import JobStore, utcnow
 from common.netguard import parse_cidrs
 from common.priority import publish_job_id
 from common.queue import connect_redis, publish_upload, publish_webhook
+from common.resultcache import ResultCache
 from common.schemas import WorkerHeartbeat
 from common.settings import Settings
 from common.storage import Storage, make_storage, storage_problem
@@ -32,6 +36,8 @@ from gpu_worker.engines import load_engine
 from gpu_worker.engines.base import Engine
 from gpu_worker.heartbeat import Every, Heartbeat
 from gpu_worker.housekeeping import Sweeper
+from gpu_worker.pipeline import Pipeline
+from gpu_worker.synthesis import Next, Prepared, Spoken, finish, speak_job
 from gpu_worker.uploaded_voices import UploadedVoices
 from gpu_worker.url_voices import UrlVoices
 from gpu_worker.voices import VoiceCache
@@ -56,6 +62,7 @@ class Runtime:
     url_voices: UrlVoices | None = None
     webhooks: Every | None = None
     uploaded_voices: UploadedVoices | None = None
+    pipeline: Pipeline[Prepared, Spoken] | None = None
 
     def is_alive(self, instance: str) -> bool:
         return is_alive(self.redis, instance)
@@ -68,6 +75,14 @@ class Runtime:
         if self.engine is None:
             raise RuntimeError("this worker has no engine: it is not a synthesis worker")
         return self.engine
+
+    def require_pipeline(self) -> Pipeline[Prepared, Spoken]:
+        if self.pipeline is None:
+            raise RuntimeError("this worker has no engine: it is not a synthesis worker")
+        return self.pipeline
+
+    def results(self) -> ResultCache | None:
+        return ResultCache(self.redis, self.storage) if self.settings.result_cache else None
 
 
 _current: Runtime | None = None
@@ -115,8 +130,8 @@ def _base(settings: Settings, kind: str) -> tuple[redis.Redis, JobStore, Storage
     return client, store, make_storage(settings), beat
 
 
-def start_synth(settings: Settings) -> Runtime:
-    """Load and warm the engine, then start the heartbeat that says so."""
+def start_synth(settings: Settings, app: Celery) -> Runtime:
+    """Load and warm the engine, then start the heartbeat that says so and the pipeline."""
     global _current
     client, store, storage, beat = _base(settings, "synth")
     heartbeat = Heartbeat(
@@ -169,7 +184,60 @@ def start_synth(settings: Settings) -> Runtime:
     _current = Runtime(settings, client, store, storage, beat.instance, heartbeat, engine)
     _current.url_voices = url_voices
     _current.uploaded_voices = UploadedVoices(VoiceStore(client), storage, url_voices.cache)
+    _current.pipeline = synthesis_pipeline(_current, app)
     return _current
+
+
+def synthesis_pipeline(rt: Runtime, app: Celery) -> Pipeline[Prepared, Spoken]:
+    """The engine's thread and the finisher's (`gpu_worker/pipeline.py`) for this process."""
+    engine, settings = rt.require_engine(), rt.settings
+
+    def speak(prepared: Prepared) -> Spoken:
+        rt.heartbeat.note(current_job=prepared.job.id)  # in memory: no Redis between jobs
+        spoken = speak_job(
+            prepared, engine, store=rt.store, instance=rt.instance, max_stretch=settings.max_stretch
+        )
+        rt.heartbeat.note(current_job=None)
+        return spoken
+
+    def hand_on(prepared: Prepared, spoken: Spoken) -> None:
+        job_id = prepared.job.id
+        try:
+            outcome = _patiently(
+                lambda: finish(
+                    prepared,
+                    spoken,
+                    store=rt.store,
+                    instance=rt.instance,
+                    max_attempts=settings.max_attempts,
+                    upload_lease_s=settings.stuck_grace_s,
+                )
+            )
+            if outcome.next == Next.upload:
+                # Lost (an outage past the retries): the sweeper resends it once the lease passes.
+                _patiently(lambda: publish_upload(app, job_id))
+        finally:
+            rt.heartbeat.release(
+                job_id, jobs_done=rt.heartbeat.beat.jobs_done + 1, last_job_at=utcnow()
+            )
+
+    return Pipeline(speak, hand_on, name="ttsq")
+
+
+T = TypeVar("T")
+
+
+def _patiently(step: Callable[[], T], tries: int = 6) -> T:
+    """Run a Redis/broker write, trying again through a short outage (0.5 s, doubling)."""
+    for attempt in range(tries):
+        try:
+            return step()
+        except (redis.RedisError, OperationalError) as exc:
+            if attempt == tries - 1:
+                raise
+            log.warning("Redis unavailable (%s); trying again", type(exc).__name__)
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def start_io(settings: Settings, app: Celery) -> Runtime:
@@ -207,6 +275,8 @@ def start_io(settings: Settings, app: Celery) -> Runtime:
 def stop() -> None:
     global _current
     if _current is not None:
+        if _current.pipeline is not None:
+            _current.pipeline.close()  # the job on the engine finishes and is handed on
         if _current.sweeper is not None:
             _current.sweeper.stop()
         if _current.webhooks is not None:

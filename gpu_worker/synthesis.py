@@ -17,7 +17,7 @@ from common.capabilities import check as check_capabilities
 from common.errors import PermanentError, TransientError
 from common.jobstore import ClaimResult, JobStore
 from common.resultcache import ResultCache
-from common.schemas import JobRequest
+from common.schemas import JobRecord, JobRequest
 from common.wav import encode_wav
 from gpu_worker.cached import serve_from_cache
 from gpu_worker.engines.base import Engine, ProgressListener, SynthesisOutput, progress_to
@@ -48,6 +48,23 @@ def backoff(attempt: int, base: float, cap: float) -> float:
     return float(min(cap, base * 2 ** max(0, attempt - 1)))
 
 
+@dataclass
+class Prepared:
+    """A claimed job ready for the engine: its request with reference audio resolved."""
+
+    job: JobRecord
+    request: JobRequest
+
+
+@dataclass
+class Spoken:
+    """What the engine made of a prepared job: audio, or the error it raised."""
+
+    out: SynthesisOutput | None
+    error: Exception | None
+    synth_s: float
+
+
 def run_synthesis(
     job_id: str,
     *,
@@ -63,6 +80,49 @@ def run_synthesis(
     uploaded_voices: UploadedVoices | None = None,
     results: ResultCache | None = None,
 ) -> SynthesisOutcome:
+    """The three steps one after another (the worker runs them on three threads at once,
+    `gpu_worker/pipeline.py`)."""
+    prepared = prepare(
+        job_id,
+        store=store,
+        engine=engine,
+        instance=instance,
+        is_alive=is_alive,
+        max_attempts=max_attempts,
+        retry_base_s=retry_base_s,
+        url_voices=url_voices,
+        uploaded_voices=uploaded_voices,
+        results=results,
+    )
+    if isinstance(prepared, SynthesisOutcome):
+        return prepared
+    spoken = speak_job(prepared, engine, store=store, instance=instance, max_stretch=max_stretch)
+    return finish(
+        prepared,
+        spoken,
+        store=store,
+        instance=instance,
+        max_attempts=max_attempts,
+        upload_lease_s=upload_lease_s,
+        retry_base_s=retry_base_s,
+    )
+
+
+def prepare(
+    job_id: str,
+    *,
+    store: JobStore,
+    engine: Engine,
+    instance: str,
+    is_alive: Callable[[str], bool],
+    max_attempts: int,
+    retry_base_s: float = 1.0,
+    url_voices: UrlVoices | None = None,
+    uploaded_voices: UploadedVoices | None = None,
+    results: ResultCache | None = None,
+) -> Prepared | SynthesisOutcome:
+    """Claim the job and get everything but the engine done: its capabilities checked, its
+    reference audio fetched, the result cache asked. An outcome when nothing is left to run."""
     log = job_log(__name__, job_id)
     claim = store.claim(job_id, instance, is_alive=is_alive, max_attempts=max_attempts)
     if claim.result == ClaimResult.exhausted:
@@ -73,7 +133,6 @@ def run_synthesis(
         return SynthesisOutcome(Next.done)
     job = claim.job
     log.info("synthesising (attempt %s of %s)", job.attempts, max_attempts)
-    started = time.perf_counter()
     try:
         check_capabilities(job.request, engine.capabilities())
         request = resolve_references(
@@ -81,45 +140,80 @@ def run_synthesis(
         )
         if results is not None and serve_from_cache(results, store, job, request, engine, instance):
             return SynthesisOutcome(Next.done)
-        progress = JobProgress(store, job_id, instance)
-        out = speak(request, engine, max_stretch=max_stretch, progress=progress)
-    except PermanentError as exc:
-        log.warning("failed: %s (%s)", exc.message, exc.code)
-        store.fail(job_id, exc.code, exc.message)
-        return SynthesisOutcome(Next.done)
-    except TransientError as exc:
-        return _retry_or_fail(
-            store, job_id, instance, job.attempts, max_attempts, exc.code, exc.message, retry_base_s
-        )
-    except Exception:
-        # An engine bug or crash we cannot classify: logged in full here, retried a bounded
-        # number of times, then visible as `engine_error`; never a traceback to the client.
-        log.exception("engine raised")
-        return _retry_or_fail(
-            store,
-            job_id,
-            instance,
-            job.attempts,
-            max_attempts,
-            "engine_error",
-            "the speech engine failed on this job",
-            retry_base_s,
-        )
-    synth_s = time.perf_counter() - started
+    except Exception as exc:
+        return _settle(exc, store, job, instance, max_attempts, retry_base_s)
+    return Prepared(job, request)
+
+
+def speak_job(
+    prepared: Prepared, engine: Engine, *, store: JobStore, instance: str, max_stretch: float
+) -> Spoken:
+    """Run the engine on a prepared job; never raises (the error is in what it returns)."""
+    job = prepared.job
+    started = time.perf_counter()
+    try:
+        progress = JobProgress(store, job.id, instance)
+        out = speak(prepared.request, engine, max_stretch=max_stretch, progress=progress)
+    except Exception as exc:
+        return Spoken(None, exc, time.perf_counter() - started)
+    return Spoken(out, None, time.perf_counter() - started)
+
+
+def finish(
+    prepared: Prepared,
+    spoken: Spoken,
+    *,
+    store: JobStore,
+    instance: str,
+    max_attempts: int,
+    upload_lease_s: float = 20.0,
+    retry_base_s: float = 1.0,
+) -> SynthesisOutcome:
+    """Hand the audio to the uploader (the job moves to `uploading`), or settle the error."""
+    job, out = prepared.job, spoken.out
+    if out is None:
+        assert spoken.error is not None
+        return _settle(spoken.error, store, job, instance, max_attempts, retry_base_s)
+    log = job_log(__name__, job.id)
     wav = encode_wav(out.pcm16, out.sample_rate)
     if not store.mark_synthesized(
-        job_id,
+        job.id,
         instance,
         wav,
-        synth_s=synth_s,
+        synth_s=spoken.synth_s,
         duration_s=out.duration_s,
         warnings=out.warnings,
         upload_lease_s=upload_lease_s,
     ):
         log.info("audio discarded: the job was canceled or taken over meanwhile")
         return SynthesisOutcome(Next.done)
-    log.info("synthesised %.2fs of audio in %.2fs", out.duration_s, synth_s)
+    log.info("synthesised %.2fs of audio in %.2fs", out.duration_s, spoken.synth_s)
     return SynthesisOutcome(Next.upload)
+
+
+def _settle(
+    exc: Exception,
+    store: JobStore,
+    job: JobRecord,
+    instance: str,
+    max_attempts: int,
+    retry_base_s: float,
+) -> SynthesisOutcome:
+    """A job that raised: failed for good, or back in the queue for another attempt."""
+    if isinstance(exc, PermanentError):
+        job_log(__name__, job.id).warning("failed: %s (%s)", exc.message, exc.code)
+        store.fail(job.id, exc.code, exc.message)
+        return SynthesisOutcome(Next.done)
+    if isinstance(exc, TransientError):
+        code, message = exc.code, exc.message
+    else:
+        # An engine bug or crash we cannot classify: logged in full here, retried a bounded
+        # number of times, then visible as `engine_error`; never a traceback to the client.
+        job_log(__name__, job.id).error("engine raised", exc_info=exc)
+        code, message = "engine_error", "the speech engine failed on this job"
+    return _retry_or_fail(
+        store, job.id, instance, job.attempts, max_attempts, code, message, retry_base_s
+    )
 
 
 def speak(

@@ -22,13 +22,11 @@ from celery.signals import (
 from kombu.exceptions import OperationalError
 
 from common import keys
-from common.jobstore import utcnow
 from common.priority import publish_job_id
-from common.queue import make_celery, publish_upload
-from common.resultcache import ResultCache
+from common.queue import make_celery
 from common.settings import Settings
 from gpu_worker import recycle, runtime
-from gpu_worker.synthesis import Next, run_synthesis
+from gpu_worker.synthesis import Prepared, prepare
 from gpu_worker.upload import run_upload
 from gpu_worker.webhooks import run_delivery
 
@@ -53,28 +51,31 @@ def _runtime() -> runtime.Runtime:
 
 @app.task(name=keys.TASK_SYNTHESIZE, bind=True, max_retries=5, **_RETRY)
 def synthesize(self: Task, job_id: str) -> None:
+    """Claim and prepare the job, then give it to the engine's thread; returns (and the
+    message is acked) once the engine has taken it (`gpu_worker/pipeline.py`)."""
     rt = _runtime()
-    rt.heartbeat.update(current_job=job_id)
+    rt.heartbeat.hold(job_id)
+    handed = False
     try:
-        outcome = run_synthesis(
+        prepared = prepare(
             job_id,
             store=rt.store,
             engine=rt.require_engine(),
             instance=rt.instance,
             is_alive=rt.is_alive,
             max_attempts=rt.settings.max_attempts,
-            upload_lease_s=rt.settings.stuck_grace_s,
             url_voices=rt.url_voices,
             uploaded_voices=rt.uploaded_voices,
-            max_stretch=rt.settings.max_stretch,
-            results=ResultCache(rt.redis, rt.storage) if rt.settings.result_cache else None,
+            results=rt.results(),
         )
+        if isinstance(prepared, Prepared):
+            rt.require_pipeline().run(prepared)
+            handed = True
     finally:
-        rt.heartbeat.update(
-            current_job=None, jobs_done=rt.heartbeat.beat.jobs_done + 1, last_job_at=utcnow()
-        )
-    if outcome.next == Next.upload:
-        publish_upload(app, job_id)
+        if not handed:
+            rt.heartbeat.release(job_id)
+    # The engine has just finished the job before this one: above the mark, this process is
+    # replaced once this task returns, after the job in hand (`recycle.py`, `pipeline.py`).
     recycle.check_gpu_memory(rt.engine_memory_mb(), rt.settings.recycle_gpu_memory_mb)
 
 
@@ -113,7 +114,7 @@ def _role() -> str:
 def _start_synth_child(**_: Any) -> None:
     if _role() == "synth":
         recycle.install()
-        runtime.start_synth(settings)
+        runtime.start_synth(settings, app)
 
 
 @worker_process_shutdown.connect

@@ -44,8 +44,8 @@ class World:
     store: JobStore
     clock: Clock
     storage: FakeStorage = field(default_factory=FakeStorage)
-    #: instance -> job it is on, for the live workers
-    beats: dict[str, str | None] = field(default_factory=dict)
+    #: instance -> the jobs it holds, for the live workers
+    beats: dict[str, set[str]] = field(default_factory=dict)
     #: job ids with a message in the broker
     messages: set[str] = field(default_factory=set)
     sent: list[tuple[str, str]] = field(default_factory=list)
@@ -58,7 +58,7 @@ class World:
             publish_upload=lambda j: self.sent.append(("upload", j)),
             grace_s=GRACE,
             upload_lease_s=LEASE,
-            heartbeats=lambda: dict(self.beats),
+            heartbeats=lambda: {w: set(jobs) for w, jobs in self.beats.items()},
             messages=lambda: set(self.messages),
         )
 
@@ -70,7 +70,7 @@ class World:
 
     def claim(self, job_id: str, worker: str) -> None:
         self.messages.discard(job_id)
-        self.beats[worker] = job_id
+        self.beats.setdefault(worker, set()).add(job_id)
         self.store.claim(job_id, worker, is_alive=lambda w: w in self.beats, max_attempts=3)
 
 
@@ -93,7 +93,7 @@ def test_a_job_stored_but_never_published_is_sent_after_the_grace_once(world: Wo
 def test_a_job_whose_task_died_after_the_claim_is_requeued_once(world: World) -> None:
     job_id = world.submit()
     world.claim(job_id, "w1")
-    world.beats["w1"] = None  # the task raised (a Redis error after claim); the worker lives on
+    world.beats["w1"] = set()  # the task raised (a Redis error after claim); the worker lives on
     world.sweeper().run()
     assert world.sent == []  # within the grace: it may have just claimed
     world.clock.advance(GRACE + 1)
@@ -112,6 +112,16 @@ def test_a_long_job_on_a_worker_that_is_on_it_is_left_alone(world: World) -> Non
     world.sweeper().run()
     assert world.sent == []
     assert world.store.get(job_id).status == JobStatus.running  # type: ignore[union-attr]
+
+
+def test_a_job_claimed_and_waiting_for_the_engine_is_left_alone(world: World) -> None:
+    on_engine, next_up = world.submit(), world.submit()
+    world.claim(on_engine, "w1")
+    world.claim(next_up, "w1")  # prepared while the engine runs the first (`pipeline.py`)
+    world.clock.advance(GRACE * 10)
+    world.sweeper().run()
+    assert world.sent == []
+    assert world.store.get(next_up).status == JobStatus.running  # type: ignore[union-attr]
 
 
 def test_a_dead_workers_job_goes_back_at_once(world: World) -> None:

@@ -5,6 +5,8 @@ appends a line to it, so a test can count how many times a job reached the engin
 `metadata.script` picks a behaviour: `sleep:<s>`, `sleep_once:<s>`, `crash` (SIGKILL this process),
 `crash_once` (only on the first call for this probe), `transient`, `transient_once`, `reject`,
 `hold:<name>` (wait, at most 60 s, until the test creates the file <name> in the ledger dir).
+Every call also appends its start and end (wall-clock seconds) to `engine-spans` in the ledger
+dir: the benchmarks' measure of when the engine (the GPU) was busy.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ class ScriptedEngine(EspeakEngine):
         return float(os.environ.get("TTS_TEST_FAKE_GPU_MB", "0"))
 
     def synthesize(self, request: JobRequest) -> SynthesisOutput:
+        started = time.time()
+        out = self._synthesize(request)
+        with open(self.ledger / "engine-spans", "a") as f:
+            f.write(f"{started} {time.time()}\n")
+        return out
+
+    def _synthesize(self, request: JobRequest) -> SynthesisOutput:
         probe = request.metadata.get("probe")
         calls = 0
         if probe:

@@ -1,0 +1,83 @@
+"""The synthesis process's pipeline: the engine never waits on Redis, the broker or storage.
+
+Three threads of the one synthesis process each do one step, so that between two jobs the
+engine only takes the next one from a queue:
+
+    Celery task (main thread)   engine thread               finisher thread
+    claim job N+1, resolve      run the engine on job N     hand job N-1's audio to the
+    its voices, check the                                   uploader, record its metrics,
+    result cache, then wait                                 write the heartbeat
+    until the engine takes it
+
+The task returns, and Celery acks its message, once the engine has taken the job: from then
+on the job store holds it (running, claimed by this worker, named in the heartbeat's
+`holding`). If the process dies, the sweeper sends it again, as for any job a dead worker
+held. At most one prepared job waits for the engine, so a second GPU worker on the same queue
+still gets the rest.
+
+Celery stops this process only between tasks; `close` then lets the engine finish the job it
+has and the finisher hand everything on, so a recycle or a warm shutdown loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+P = TypeVar("P")  # a prepared job
+S = TypeVar("S")  # what the engine made of it
+
+
+@dataclass
+class _Handoff(Generic[P]):
+    job: P
+    taken: threading.Event = field(default_factory=threading.Event)
+
+
+class Pipeline(Generic[P, S]):
+    def __init__(
+        self, speak: Callable[[P], S], finish: Callable[[P, S], None], *, name: str = "ttsq"
+    ) -> None:
+        self.speak, self.finish = speak, finish
+        self._next: queue.Queue[_Handoff[P] | None] = queue.Queue(maxsize=1)
+        self._spoken: queue.Queue[tuple[P, S] | None] = queue.Queue()
+        self._engine = threading.Thread(target=self._run_engine, name=f"{name}-engine")
+        self._finisher = threading.Thread(target=self._run_finisher, name=f"{name}-finisher")
+        self._engine.start()
+        self._finisher.start()
+
+    def run(self, job: P) -> None:
+        """Give the engine its next job; return once it has taken it (it may still be on the
+        one before: this is the wait that keeps one prepared job ready)."""
+        handoff = _Handoff(job)
+        self._next.put(handoff)
+        handoff.taken.wait()
+
+    def close(self) -> None:
+        """Finish what was taken and hand it on, then stop both threads."""
+        self._next.put(None)
+        self._engine.join()
+        self._spoken.put(None)
+        self._finisher.join()
+
+    def _run_engine(self) -> None:
+        while (handoff := self._next.get()) is not None:
+            handoff.taken.set()
+            # `speak` reports the engine's errors in what it returns; anything it raises is a
+            # bug, and the finisher still gets the job (with the error) so it is not held.
+            self._spoken.put((handoff.job, self.speak(handoff.job)))
+
+    def _run_finisher(self) -> None:
+        while (item := self._spoken.get()) is not None:
+            try:
+                self.finish(*item)
+            except Exception:
+                # The job stays claimed by this worker and is no longer held: the sweeper
+                # sends it again after its grace period.
+                log.exception("handing a job on failed; the sweeper will send it again")
