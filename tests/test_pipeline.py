@@ -1,0 +1,59 @@
+"""The synthesis pipeline's three steps (`gpu_worker/pipeline.py`), with plain functions."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from gpu_worker.pipeline import Pipeline
+
+
+def test_the_next_job_is_handed_over_while_the_engine_runs_the_current_one() -> None:
+    engine_free, events = threading.Event(), list[str]()
+
+    def speak(job: str) -> str:
+        events.append(f"start {job}")
+        if job == "a":
+            engine_free.wait(5)
+        return job.upper()
+
+    pipeline = Pipeline(speak, lambda job, out: events.append(f"finish {job} {out}"))
+    pipeline.run("a")  # taken at once: the engine was idle
+    waiting = threading.Thread(target=pipeline.run, args=("b",))
+    waiting.start()
+    time.sleep(0.2)
+    assert waiting.is_alive()  # "b" waits, prepared, while "a" is on the engine
+    engine_free.set()
+    waiting.join(5)
+    assert not waiting.is_alive()
+    pipeline.close()
+    assert events.index("start b") > events.index("start a")
+    assert sorted(e for e in events if e.startswith("finish")) == ["finish a A", "finish b B"]
+
+
+def test_close_finishes_what_the_engine_took_and_hands_it_on() -> None:
+    finished = list[str]()
+
+    def speak(job: str) -> str:
+        time.sleep(0.3)
+        return job
+
+    pipeline = Pipeline(speak, lambda job, _: finished.append(job))
+    pipeline.run("last")
+    pipeline.close()
+    assert finished == ["last"]
+
+
+def test_a_failing_hand_on_does_not_stop_the_next_jobs() -> None:
+    finished = list[str]()
+
+    def hand_on(job: str, _: str) -> None:
+        if job == "bad":
+            raise RuntimeError("Redis is gone")
+        finished.append(job)
+
+    pipeline = Pipeline(lambda job: job, hand_on)
+    for job in ("bad", "good"):
+        pipeline.run(job)
+    pipeline.close()
+    assert finished == ["good"]
