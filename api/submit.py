@@ -33,10 +33,14 @@ OUTAGE = (redis.RedisError, KombuError, OSError)
 async def check(svc: Services, owner: str, body: JobRequest) -> None:
     """Refuse a request that cannot run (4xx/5xx), storing nothing."""
     check_text(body.text, max_chars=svc.settings.max_text_chars)
-    await run_in_threadpool(svc.engine_view.check, body)
-    await run_in_threadpool(check_voices, svc.voices, owner, body)
+    await run_in_threadpool(_check, svc, owner, body)
+
+
+def _check(svc: Services, owner: str, body: JobRequest) -> None:
+    svc.engine_view.check(body)
+    check_voices(svc.voices, owner, body)
     if body.webhook_url is not None:
-        await run_in_threadpool(check_webhook_url, svc.settings, body.webhook_url)
+        check_webhook_url(svc.settings, body.webhook_url)
 
 
 async def accept(
@@ -50,30 +54,48 @@ async def accept(
     """Store and publish a job; with `request_key`, join an earlier identical request's job
     instead when it is queued, running or succeeded; with `idempotency_key`, answer with the
     job that key made for this body (422 for another body). Returns the job and whether it is
-    new."""
-    await check(svc, owner, body)
+    new.
+
+    Everything after the text check is blocking Redis and broker I/O, done in one thread-pool
+    hop (each hop costs a thread switch both ways; a submit used to make seven)."""
+    check_text(body.text, max_chars=svc.settings.max_text_chars)
+    return await run_in_threadpool(_accept, svc, owner, body, request_key, idempotency_key)
+
+
+def _accept(
+    svc: Services,
+    owner: str,
+    body: JobRequest,
+    request_key: str | None,
+    idempotency_key: str | None,
+) -> tuple[JobRecord, bool]:
+    _check(svc, owner, body)
     if idempotency_key is not None:
-        job, new = await run_in_threadpool(create_job_once, svc.store, owner, body, idempotency_key)
+        job, new = create_job_once(svc.store, owner, body, idempotency_key)
     elif request_key is None:
-        job, new = await run_in_threadpool(svc.store.create, owner, body), True
+        job, new = svc.store.create(owner, body), True
     else:
-        job, new = await run_in_threadpool(svc.store.create_once, owner, body, request_key)
+        job, new = svc.store.create_once(owner, body, request_key)
     if new:
-        job = await publish(svc, job)
+        job = _publish(svc, job)
     return job, new
 
 
 async def publish(svc: Services, job: JobRecord) -> JobRecord:
+    return await run_in_threadpool(_publish, svc, job)
+
+
+def _publish(svc: Services, job: JobRecord) -> JobRecord:
     """Send the job's message, unless the result cache answers it (then the job returned has
     ended, with a copy of the audio). On an outage the job stays in the outbox
     (`UNPUBLISHED`), which the sweeper publishes: the job is accepted either way, so the
     client gets its answer."""
     try:
-        cached = await run_in_threadpool(serve_from_cache, svc, job)
+        cached = serve_from_cache(svc, job)
         if cached is not None:
             return cached
-        await run_in_threadpool(publish_job, svc.celery, job)
-        await run_in_threadpool(svc.store.mark_published, job.id)
+        publish_job(svc.celery, job)
+        svc.store.mark_published(job.id)
     except OUTAGE as exc:
         log.warning(
             "[job %s] stored but not published (%s): the sweeper will publish it",

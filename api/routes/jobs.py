@@ -44,11 +44,18 @@ def _prefer_wait(prefer: str | None, limit: float) -> float | None:
 
 
 async def _resource(svc: Svc, job: JobRecord) -> JobResource:
-    position = await run_in_threadpool(svc.store.queue_position, job.id)
-    eta_s = await run_in_threadpool(queued_eta_s, svc, position)
+    position, eta_s = await run_in_threadpool(_place, svc, job)
     return job_resource(
         job, settings=svc.settings, storage=svc.storage, queue_position=position, eta_s=eta_s
     )
+
+
+def _place(svc: Svc, job: JobRecord) -> tuple[int | None, float | None]:
+    """A queued job's place in the queue and its rough wait (None, None once it has started)."""
+    if job.status != JobStatus.queued:
+        return None, None
+    position = svc.store.queue_position(job.id)
+    return position, queued_eta_s(svc, position)
 
 
 async def _submit(
@@ -68,13 +75,9 @@ async def _submit(
     response.status_code = 200 if job.status.terminal else 202
     response.headers["Location"] = f"{svc.settings.base_url}/v1/jobs/{job.id}"
     try:
-        position = await run_in_threadpool(svc.store.queue_position, job.id)
-        eta_s = await run_in_threadpool(queued_eta_s, svc, position)
+        return await _resource(svc, job)
     except OUTAGE:
-        position, eta_s = None, None
-    return job_resource(
-        job, settings=svc.settings, storage=svc.storage, queue_position=position, eta_s=eta_s
-    )
+        return job_resource(job, settings=svc.settings, storage=svc.storage, queue_position=None)
 
 
 @router.post(
