@@ -12,12 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+import redis
+
 from common.audio import from_pcm16, pcm16
 from common.capabilities import check as check_capabilities
 from common.errors import PermanentError, TransientError
 from common.jobstore import ClaimResult, JobStore
 from common.resultcache import ResultCache
-from common.schemas import JobRecord, JobRequest
+from common.schemas import JobRecord, JobRequest, JobStatus
 from common.wav import encode_wav
 from gpu_worker.cached import serve_from_cache
 from gpu_worker.engines.base import Engine, ProgressListener, SynthesisOutput, progress_to
@@ -148,8 +150,19 @@ def prepare(
 def speak_job(
     prepared: Prepared, engine: Engine, *, store: JobStore, instance: str, max_stretch: float
 ) -> Spoken:
-    """Run the engine on a prepared job; never raises (the error is in what it returns)."""
+    """Run the engine on a prepared job; never raises (the error is in what it returns).
+
+    A job prepared while the engine ran the one before may have been canceled (or taken over)
+    meanwhile: one read first, so it never reaches the engine (`Spoken` with neither audio nor
+    error)."""
     job = prepared.job
+    try:
+        now = store.get(job.id)
+        wanted = now is not None and now.status == JobStatus.running and now.worker == instance
+    except redis.RedisError:
+        wanted = True  # cannot tell: run it, and `finish` finds out
+    if not wanted:
+        return Spoken(None, None, 0.0)
     started = time.perf_counter()
     try:
         progress = JobProgress(store, job.id, instance)
@@ -171,10 +184,12 @@ def finish(
 ) -> SynthesisOutcome:
     """Hand the audio to the uploader (the job moves to `uploading`), or settle the error."""
     job, out = prepared.job, spoken.out
-    if out is None:
-        assert spoken.error is not None
-        return _settle(spoken.error, store, job, instance, max_attempts, retry_base_s)
     log = job_log(__name__, job.id)
+    if spoken.error is not None:
+        return _settle(spoken.error, store, job, instance, max_attempts, retry_base_s)
+    if out is None:
+        log.info("not synthesised: canceled or taken over before the engine reached it")
+        return SynthesisOutcome(Next.done)
     wav = encode_wav(out.pcm16, out.sample_rate)
     if not store.mark_synthesized(
         job.id,

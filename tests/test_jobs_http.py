@@ -137,6 +137,8 @@ def test_one_key_cannot_read_cancel_or_download_another_keys_job(stack: Stack) -
 def test_canceled_queued_job_never_reaches_the_engine(stack: Stack) -> None:
     blocker = stack.submit(text="busy", metadata={"script": "sleep:2"})
     stack.wait_status(blocker["id"], "running")
+    # The worker claims one job ahead of the engine (`gpu_worker/pipeline.py`): this one.
+    stack.wait_status(stack.submit(text="next up")["id"], "running")
     p = probe()
     queued = stack.submit(text="never spoken", metadata={"probe": p})
     assert stack.get(queued["id"])["queue_position"] == 0
@@ -147,6 +149,20 @@ def test_canceled_queued_job_never_reaches_the_engine(stack: Stack) -> None:
     stack.wait_end(after["id"])
     assert calls(stack.ledger, p) == 0
     assert stack.get(queued["id"])["status"] == "canceled"
+
+
+def test_a_job_canceled_while_it_waits_for_the_engine_never_reaches_it(stack: Stack) -> None:
+    blocker = stack.submit(text="busy", metadata={"script": "sleep:2"})
+    stack.wait_status(blocker["id"], "running")
+    p = probe()
+    waiting = stack.submit(text="claimed, never spoken", metadata={"probe": p})
+    stack.wait_status(waiting["id"], "running")  # prepared, waiting for the engine
+    r = httpx.post(waiting["urls"]["cancel"], headers=stack.headers())
+    assert r.status_code == 200 and r.json()["status"] == "canceled"
+    stack.wait_end(blocker["id"])
+    stack.wait_end(stack.submit(text="after")["id"])
+    assert calls(stack.ledger, p) == 0
+    assert stack.get(waiting["id"])["status"] == "canceled"
 
 
 def test_canceled_running_job_ends_canceled_and_its_audio_is_discarded(stack: Stack) -> None:

@@ -39,6 +39,9 @@ def test_an_interactive_job_starts_before_50_queued_batch_jobs(prio: Stack) -> N
     gate = prio.ledger / "gate-overtake"
     blocker = prio.submit(text="holding the worker", metadata={"script": f"hold:{gate.name}"})
     prio.wait_status(blocker["id"], "running")
+    # The worker claims one job ahead of the engine (`gpu_worker/pipeline.py`): this one, so
+    # the next it takes from the queue is chosen after the batch and the urgent job arrive.
+    prio.wait_status(prio.submit(text="next up")["id"], "running")
     r = httpx.post(
         f"{prio.url}/v1/batches",
         json={"items": [{"ref": f"s{i}", "text": f"batch line {i}"} for i in range(ITEMS)]},
