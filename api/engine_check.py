@@ -14,7 +14,7 @@ from common.capabilities import unsupported
 from common.errors import Unprocessable
 from common.resultcache import engine_version
 from common.schemas import EngineCapabilities, JobRequest, WorkerHeartbeat
-from common.workers import alive_workers
+from common.workers import alive_workers, held
 
 _CACHE_S = 2.0
 
@@ -46,7 +46,7 @@ class EngineView:
     def synth_workers(self) -> tuple[int, int]:
         """How many synthesis workers are ready, and how many of those are on a job."""
         ready = [b for b in self.beats() if b.kind == "synth" and b.ready]
-        return len(ready), sum(1 for b in ready if b.current_job is not None)
+        return len(ready), sum(1 for b in ready if held(b))
 
     def check(self, request: JobRequest) -> None:
         for caps in self.capabilities():

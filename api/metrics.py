@@ -21,7 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from common import keys, metrics
-from common.workers import alive_workers
+from common.workers import alive_workers, held
 
 PREFIX = "ttsq_"
 #: The Celery queues whose waiting messages are counted, per priority step.
@@ -121,7 +121,7 @@ def _workers(client: redis.Redis) -> Iterator[Metric]:
     for beat in alive_workers(client):
         values = [beat.instance, beat.kind, beat.engine or ""]
         ready.add_metric(values, float(beat.ready))
-        busy.add_metric(values, float(beat.current_job is not None))
+        busy.add_metric(values, float(bool(held(beat))))
         done.add_metric(values, float(beat.jobs_done))
         if beat.gpu_memory_mb is not None:
             memory.add_metric(values, beat.gpu_memory_mb * 1024 * 1024)

@@ -18,7 +18,7 @@ from api.deps import Owner, Svc
 from common import keys
 from common.jobstore import utcnow
 from common.schemas import ErrorEnvelope, JobRecord, JobStatus
-from common.workers import alive_workers
+from common.workers import alive_workers, held
 
 router = APIRouter(tags=["usage"])
 
@@ -58,9 +58,9 @@ def _usage(svc: Svc, owner: str, since: datetime, until: datetime) -> Usage:
         WorkerIdle(
             instance=w.instance,
             engine=w.engine,
-            busy=w.current_job is not None,
+            busy=bool(held(w)),
             idle_s=0.0
-            if w.current_job
+            if held(w)
             else round((now - (w.last_job_at or w.started_at)).total_seconds(), 1),
         )
         for w in alive_workers(client)
