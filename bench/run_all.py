@@ -26,6 +26,8 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("bench.submit_wrk", [], ["--seconds", "5"]),
     ("bench.postprocess_offpath", [], ["--jobs", "10"]),
     ("bench.engine_vs_queue", [], ["--jobs", "8"]),
+    ("bench.memory", [], ["--jobs", "2000", "--first", "200"]),
+    ("bench.waiters", [], ["--window-s", "5"]),
 ]
 
 

@@ -1,11 +1,14 @@
-"""Submit throughput against `/health`, side by side: target >= 0.4 (issue 14, target 3).
+"""Submit throughput against `/health`, side by side: target >= 0.4, and above a plain
+FastAPI endpoint that only calls Celery's `delay()` (issue 14, target 3).
 
     .venv/bin/python -m bench.submit_wrk [--seconds 10]
 
 Needs `wrk` (Debian/Ubuntu: `apt-get install wrk`); a Python load generator tops out near
 300 requests/s on a small machine and would measure itself. Without `wrk` on PATH it says so
 and measures nothing. A real stack on loopback; the synthesis worker holds a long job so that
-accepted jobs stay queued; `wrk -t2 -c32` runs against `/health`, then `POST /v1/jobs`.
+accepted jobs stay queued; `wrk -t2 -c32` runs against `/health`, then `POST /v1/jobs`, then
+the same POST against `bench/plain_delay_app.py` (its own uvicorn process, served as `ttsq api`
+serves, sending to a queue no worker reads on the stack's Redis).
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from tests.support.servers import RedisServer, S3Server
+import httpx
+
+from tests.support.servers import REPO, RedisServer, S3Server, free_port, wait_for
 from tests.support.stack import KEYS, Stack
 
 TARGET = 0.4
@@ -40,6 +46,31 @@ def rate(wrk: str, url: str, seconds: int, script: Path | None = None) -> float:
     return float(match.group(1))
 
 
+def start_plain(redis_url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    argv = ["-m", "bench.plain_delay_app", "--port", str(port), "--redis-url", redis_url]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, *argv],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            httpx.get(url, timeout=1)  # a 404: the app answers
+            return True
+        except httpx.HTTPError:
+            return proc.poll() is not None  # exited: reported below
+
+    wait_for(up, 30, "the plain delay() app")
+    if proc.poll() is not None:
+        raise SystemExit(f"the plain delay() app exited:\n{log.read_text()[-2000:]}")
+    return proc, url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
@@ -56,8 +87,14 @@ def main() -> None:
         stack.submit(text="hold the worker", metadata={"script": "sleep:600"})
         script = tmp / "post.lua"
         script.write_text(POST % KEYS["alice"])
-        health = rate(wrk, f"{stack.url}/health", args.seconds)
-        submit = rate(wrk, f"{stack.url}/v1/jobs", args.seconds, script)
+        plain, plain_url = start_plain(redis.url, tmp / "logs" / "plain.log")
+        try:
+            health = rate(wrk, f"{stack.url}/health", args.seconds)
+            submit = rate(wrk, f"{stack.url}/v1/jobs", args.seconds, script)
+            plain_delay = rate(wrk, f"{plain_url}/v1/jobs", args.seconds, script)
+        finally:
+            plain.terminate()
+            plain.wait(20)
     finally:
         stack.stop()
         s3.stop()
@@ -68,9 +105,13 @@ def main() -> None:
             {
                 "health_per_s": health,
                 "submit_per_s": submit,
+                "plain_delay_per_s": plain_delay,
                 "ratio": round(ratio, 3),
-                "target": f"ratio >= {TARGET}",
-                "met": ratio >= TARGET,
+                "submit_over_plain_delay": round(submit / plain_delay, 3),
+                "target": f"ratio >= {TARGET}, and submit_per_s > plain_delay_per_s",
+                "met_ratio": ratio >= TARGET,
+                "met_above_plain_delay": submit > plain_delay,
+                "met": ratio >= TARGET and submit > plain_delay,
             },
             indent=2,
         )
