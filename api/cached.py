@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from api.deps import Services
 from common.resultcache import ResultCache, cache_key
-from common.schemas import JobRecord
+from common.schemas import JobRecord, JobRequest
+
+
+def key_for(svc: Services, owner: str, request: JobRequest) -> str | None:
+    """The result cache's key for a request; None with the cache off or nothing to key on."""
+    if not svc.settings.result_cache:
+        return None
+    engine = svc.engine_view.engine_version()
+    return cache_key(owner, request, engine=engine, voices=svc.voices)
+
+
+def cached(svc: Services, key: str | None) -> bool:
+    return key is not None and ResultCache(svc.store.redis, svc.storage).lookup(key) is not None
 
 
 def serve_from_cache(svc: Services, job: JobRecord) -> JobRecord | None:
     """The job ended with a copy of an identical earlier job's audio, or None: then it is to be
     synthesised, and carries its key so that its own audio answers the next one."""
-    if not svc.settings.result_cache:
-        return None
-    engine = svc.engine_view.engine_version()
-    key = cache_key(job.owner, job.request, engine=engine, voices=svc.voices)
+    key = key_for(svc, job.owner, job.request)
     if key is None:
         return None
     job.cache_key = key

@@ -26,8 +26,16 @@ def note_synthesis_time(pipe: Pipeline, synth_s: float) -> None:
 
 
 def mean_synthesis_s(client: redis.Redis) -> float | None:
-    raw = cast(list[bytes], client.lrange(keys.RECENT_SYNTH_S, 0, RECENT - 1))
-    return sum(float(x) for x in raw) / len(raw) if raw else None
+    return mean_of(cast(list[bytes], client.lrange(keys.RECENT_SYNTH_S, 0, RECENT - 1)))
+
+
+def recent_synthesis_s(pipe: Pipeline) -> None:
+    """Queue the read `mean_of` takes (for a caller's pipeline)."""
+    pipe.lrange(keys.RECENT_SYNTH_S, 0, RECENT - 1)
+
+
+def mean_of(recent: list[bytes]) -> float | None:
+    return sum(float(x) for x in recent) / len(recent) if recent else None
 
 
 def estimate_wait_s(position: int, *, mean_s: float | None, ready: int, busy: int) -> float | None:

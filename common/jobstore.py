@@ -21,7 +21,7 @@ from redis.client import Pipeline
 
 from common import keys, metrics
 from common.errors import Conflict, NotFound
-from common.eta import note_synthesis_time
+from common.eta import mean_of, note_synthesis_time, recent_synthesis_s
 from common.paging import Cursor, newest_first
 from common.priority import queued_score
 from common.schemas import (
@@ -121,11 +121,33 @@ class JobStore:
 
     # -- changes -----------------------------------------------------------------------
 
-    def create(self, owner: str, request: JobRequest) -> JobRecord:
+    def create(
+        self,
+        owner: str,
+        request: JobRequest,
+        *,
+        message: Callable[[JobRecord], tuple[str, bytes]] | None = None,
+        cache_key: str | None = None,
+    ) -> JobRecord:
+        """A new queued job. With `message` (the job's broker list and synthesis message,
+        `priority.job_message`), the message is pushed in the same transaction, one round trip:
+        the job is published as it is stored, and never enters the outbox."""
         pipe = self.redis.pipeline(transaction=True)
-        job = self._add(owner, request, pipe)
+        job = self._add(owner, request, pipe, cache_key=cache_key, published=message is not None)
+        if message is not None:
+            queue_list, payload = message(job)
+            pipe.lpush(queue_list, payload)
         pipe.execute()
         return job
+
+    def place(self, job_id: str) -> tuple[int | None, float | None]:
+        """A queued job's `queue_position` and the mean engine seconds of recent syntheses
+        (`common/eta.py`), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrank(keys.QUEUED, job_id)
+        recent_synthesis_s(pipe)
+        position, recent = pipe.execute()
+        return position, mean_of(recent)
 
     def create_once(
         self, owner: str, request: JobRequest, request_key: str
@@ -175,14 +197,17 @@ class JobStore:
         *,
         batch_id: str | None = None,
         ref: str | None = None,
+        cache_key: str | None = None,
+        published: bool = False,
     ) -> JobRecord:
         now = self.clock()
         job = JobRecord(id=new_job_id(), owner=owner, request=request, created_at=now)
-        job.batch_id, job.ref = batch_id, ref
+        job.batch_id, job.ref, job.cache_key = batch_id, ref, cache_key
         pipe.set(keys.job(job.id), job.model_dump_json())
         pipe.zadd(keys.owner_jobs(owner), {job.id: _score(now)})
         pipe.zadd(keys.QUEUED, {job.id: queued_score(job)})
-        pipe.zadd(keys.UNPUBLISHED, {job.id: _score(now + self.publish_grace)})
+        if not published:
+            pipe.zadd(keys.UNPUBLISHED, {job.id: _score(now + self.publish_grace)})
         log.info("[job %s] queued", job.id, extra={"job_id": job.id})
         return job
 

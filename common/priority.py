@@ -2,17 +2,16 @@
 
 One broker queue with kombu's Redis priority lists (`keys.broker_queue_lists`): a worker's
 BRPOP names the lists in step order and pops the first that holds a message, so an
-interactive job (step 0) is the next to start however many batch jobs (step 6) wait. With
-prefetch 1 and late ack a busy worker holds no second message, so nothing already taken
-stands in front of it. The job index `keys.QUEUED` is scored so that a job's rank, its
-`queue_position`, is the same order.
+interactive job (step 0) is the next to start however many batch jobs (step 6) wait, but for
+the one job a busy worker has already claimed for its engine (`gpu_worker/pipeline.py`). The
+job index `keys.QUEUED` is scored so that a job's rank, its `queue_position`, is the same order.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from common.queue import publish_synthesis
+from common.queue import publish_synthesis, synthesis_message
 from common.schemas import JobRecord, JobRequest, Priority
 
 if TYPE_CHECKING:  # the job store scores its queue with `queued_score`
@@ -41,6 +40,11 @@ def queued_score(job: JobRecord) -> float:
 def publish_job(app: Celery, job: JobRecord) -> None:
     """Send the job's synthesis message at its priority."""
     publish_synthesis(app, job.id, priority=BROKER_STEP[priority_of(job.request)])
+
+
+def job_message(app: Celery, job: JobRecord) -> tuple[str, bytes]:
+    """The job's synthesis message at its priority, for `JobStore.create(message=...)`."""
+    return synthesis_message(app, job.id, BROKER_STEP[priority_of(job.request)])
 
 
 def publish_job_id(app: Celery, store: JobStore, job_id: str) -> None:

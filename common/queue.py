@@ -12,12 +12,15 @@ Policy, in one place:
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
 
 import redis
 from celery import Celery
+from celery.utils.nodenames import anon_nodename
+from kombu.utils.uuid import uuid
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -125,6 +128,47 @@ def publish_synthesis(
         countdown=countdown,
         priority=priority,
     )
+
+
+def synthesis_message(app: Celery, job_id: str, priority: int = 0) -> tuple[str, bytes]:
+    """The broker list and the bytes `publish_synthesis` would push there, for the job store
+    to push in the job's own transaction (`JobStore.create(message=...)`): a stored job and its
+    message then exist together or not at all, in one round trip.
+
+    Built with Celery's own task-message code (`amqp.create_task_message`, protocol 2), in
+    kombu's Redis transport envelope (`virtual.Channel.prepare_message` and
+    `_inplace_augment_message`: JSON body, base64, the anonymous exchange, the queue as
+    routing key). `tests/test_queue_message.py` compares it with what `send_task` pushes. No
+    `task-sent` event is sent for it; Flower shows the task from the worker's events on.
+    """
+    task_id = uuid()
+    headers, properties, body, _ = app.amqp.create_task_message(
+        task_id,
+        keys.TASK_SYNTHESIZE,
+        [job_id],
+        {},
+        root_id=task_id,
+        origin=anon_nodename(),
+        ignore_result=None,  # what send_task sends: the app's setting decides
+    )
+    message = {
+        "body": base64.b64encode(json.dumps(body).encode()).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": headers,
+        "properties": {
+            **properties,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": keys.SYNTH_QUEUE},
+            "priority": priority,
+            "body_encoding": "base64",
+            "delivery_tag": uuid(),
+        },
+    }
+    lists = dict(
+        zip(keys.BROKER_PRIORITY_STEPS, keys.broker_queue_lists(keys.SYNTH_QUEUE), strict=True)
+    )
+    return lists[priority], json.dumps(message).encode()
 
 
 def publish_upload(app: Celery, job_id: str, countdown: float | None = None) -> None:

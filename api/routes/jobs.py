@@ -54,8 +54,8 @@ def _place(svc: Svc, job: JobRecord) -> tuple[int | None, float | None]:
     """A queued job's place in the queue and its rough wait (None, None once it has started)."""
     if job.status != JobStatus.queued:
         return None, None
-    position = svc.store.queue_position(job.id)
-    return position, queued_eta_s(svc, position)
+    position, mean_s = svc.store.place(job.id)
+    return position, queued_eta_s(svc, position, mean_s)
 
 
 async def _submit(
