@@ -47,8 +47,12 @@ class Pipeline(Generic[P, S]):
         self.speak, self.finish = speak, finish
         self._next: queue.Queue[_Handoff[P] | None] = queue.Queue(maxsize=1)
         self._spoken: queue.Queue[tuple[P, S] | None] = queue.Queue()
-        self._engine = threading.Thread(target=self._run_engine, name=f"{name}-engine")
-        self._finisher = threading.Thread(target=self._run_finisher, name=f"{name}-finisher")
+        # Daemons, so an exit that skips `close` never hangs on them (the sweeper then sends
+        # what they held again); `close` is what drains them.
+        self._engine = threading.Thread(target=self._run_engine, name=f"{name}-engine", daemon=True)
+        self._finisher = threading.Thread(
+            target=self._run_finisher, name=f"{name}-finisher", daemon=True
+        )
         self._engine.start()
         self._finisher.start()
 
