@@ -87,11 +87,19 @@ def dead_redis_url() -> str:
 
 def test_a_broker_down_after_the_job_is_stored_still_answers_202_with_the_job(api: Api) -> None:
     api.services.celery = make_celery(Settings(_env_file=None, redis_url=dead_redis_url()))  # type: ignore[call-arg]
-    r = api.submit(text="stored, not yet published")
+    # A plain submit writes its message in the job's own transaction: no broker call to fail.
+    plain = api.submit(text="stored with its message")
+    assert plain.status_code == 202 and api.messages() == 1
+    # An Idempotency-Key submit publishes after storing: the outbox stands in for the broker.
+    r = api.http.post(
+        "/v1/jobs",
+        json={"text": "stored, not yet published"},
+        headers={**api.headers(), "Idempotency-Key": "once-0123"},
+    )
     assert r.status_code == 202, r.text
     job = r.json()
     assert job["status"] == "queued" and r.headers["location"].endswith(job["id"])
-    assert api.stored_jobs() == [keys.job(job["id"])]
+    assert keys.job(job["id"]) in api.stored_jobs() and api.messages() == 1
     assert api.redis.zscore(keys.UNPUBLISHED, job["id"]) is not None  # the sweeper publishes it
     assert api.http.get(f"/v1/jobs/{job['id']}", headers=api.headers()).status_code == 200
 

@@ -22,6 +22,7 @@ from common.schemas import JobRequest, JobStatus, Stage
 from gpu_worker.housekeeping import Sweeper
 from gpu_worker.synthesis import run_synthesis
 from gpu_worker.upload import run_upload
+from tests.support.servers import wait_for
 from tests.test_synthesis_unit import FakeEngine, FakeStorage
 
 GRACE = 30.0
@@ -333,6 +334,8 @@ def test_a_slow_sweep_never_lets_the_io_workers_heartbeat_expire(
     rt = runtime.start_io(settings, make_celery(settings))
     try:
         assert sweeping.wait(5)
+        # The sweeper's thread may reach its sweep before the heartbeat's first write lands.
+        wait_for(lambda: is_alive(store.redis, rt.instance), 2, "the first heartbeat")
         for _ in range(30):  # 3 s of one sweep: twice the heartbeat's TTL
             assert is_alive(store.redis, rt.instance)
             time.sleep(0.1)
