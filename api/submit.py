@@ -71,27 +71,25 @@ def _accept(
     idempotency_key: str | None,
 ) -> tuple[JobRecord, bool]:
     _check(svc, owner, body)
-    if idempotency_key is None and request_key is None:
-        return _create(svc, owner, body), True
+    # A new job is stored with its message, one transaction (`JobStore._add`); with the cache
+    # on, one read first, and a hit is stored unpublished and ended with a copy of the earlier
+    # audio by `_publish`, which sends nothing.
+    key = key_for(svc, owner, body)
+    hit = cached(svc, key)
+    message = None if hit else partial(job_message, svc.celery)
+    key = None if hit else key
+    store = svc.store
     if idempotency_key is not None:
-        job, new = create_job_once(svc.store, owner, body, idempotency_key)
+        job, new = create_job_once(
+            store, owner, body, idempotency_key, message=message, cache_key=key
+        )
     elif request_key is None:
-        job, new = svc.store.create(owner, body), True
+        job, new = store.create(owner, body, message=message, cache_key=key), True
     else:
-        job, new = svc.store.create_once(owner, body, request_key)
-    if new:
+        job, new = store.create_once(owner, body, request_key, message=message, cache_key=key)
+    if new and hit:
         job = _publish(svc, job)
     return job, new
-
-
-def _create(svc: Services, owner: str, body: JobRequest) -> JobRecord:
-    """A new job and its message in one transaction, one round trip (`JobStore.create`); with
-    the cache on, one read before it, and a hit goes the long way (`_publish` ends the job
-    with a copy of the earlier audio and sends nothing)."""
-    key = key_for(svc, owner, body)
-    if cached(svc, key):
-        return _publish(svc, svc.store.create(owner, body))
-    return svc.store.create(owner, body, cache_key=key, message=partial(job_message, svc.celery))
 
 
 async def publish(svc: Services, job: JobRecord) -> JobRecord:

@@ -18,7 +18,7 @@ from common import keys
 from common.batch_schemas import BatchRecord, BatchRequest
 from common.batchstore import BatchStore
 from common.errors import Unprocessable
-from common.jobstore import JobStore
+from common.jobstore import JobStore, Message
 from common.schemas import JobRecord, JobRequest
 
 #: How long a key is remembered.
@@ -76,12 +76,19 @@ def _once(
 
 
 def create_job_once(
-    store: JobStore, owner: str, request: JobRequest, idem_key: str
+    store: JobStore,
+    owner: str,
+    request: JobRequest,
+    idem_key: str,
+    *,
+    message: Message | None = None,
+    cache_key: str | None = None,
 ) -> tuple[JobRecord, bool]:
-    """The job this key made for this body, or a new one. Returns it and whether it is new."""
+    """The job this key made for this body, or a new one. Returns it and whether it is new.
+    `message` and `cache_key` are for a new one (`JobStore._add`)."""
 
     def add(pipe: Pipeline) -> tuple[str, JobRecord]:
-        job = store._add(owner, request, pipe)
+        job = store._add(owner, request, pipe, message=message, cache_key=cache_key)
         return job.id, job
 
     return _once(store, owner, idem_key, "job", request, store.get, add)

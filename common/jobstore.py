@@ -36,6 +36,8 @@ from common.schemas import (
 from common.webhooks import END_EVENTS, emit_job_event
 
 Clock = Callable[[], datetime]
+#: A new job's broker list and the message to push there (`priority.job_message`).
+Message = Callable[[JobRecord], tuple[str, bytes]]
 #: A position in an owner's listing: the last (creation score, job id) a page returned.
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -126,17 +128,12 @@ class JobStore:
         owner: str,
         request: JobRequest,
         *,
-        message: Callable[[JobRecord], tuple[str, bytes]] | None = None,
+        message: Message | None = None,
         cache_key: str | None = None,
     ) -> JobRecord:
-        """A new queued job. With `message` (the job's broker list and synthesis message,
-        `priority.job_message`), the message is pushed in the same transaction, one round trip:
-        the job is published as it is stored, and never enters the outbox."""
+        """A new queued job, in one round trip (with `message`, published too: `_add`)."""
         pipe = self.redis.pipeline(transaction=True)
-        job = self._add(owner, request, pipe, cache_key=cache_key, published=message is not None)
-        if message is not None:
-            queue_list, payload = message(job)
-            pipe.lpush(queue_list, payload)
+        job = self._add(owner, request, pipe, cache_key=cache_key, message=message)
         pipe.execute()
         return job
 
@@ -150,7 +147,13 @@ class JobStore:
         return position, mean_of(recent)
 
     def create_once(
-        self, owner: str, request: JobRequest, request_key: str
+        self,
+        owner: str,
+        request: JobRequest,
+        request_key: str,
+        *,
+        message: Message | None = None,
+        cache_key: str | None = None,
     ) -> tuple[JobRecord, bool]:
         """The job `request_key` names if it is queued, running or succeeded; else a new job,
         which the key then names (for the job's lifetime). Returns the job and whether it is
@@ -166,7 +169,7 @@ class JobStore:
                 out.append((earlier, False))
                 return
             pipe.multi()
-            job = self._add(owner, request, pipe)
+            job = self._add(owner, request, pipe, cache_key=cache_key, message=message)
             pipe.set(key, job.id, ex=int(self.job_ttl.total_seconds()))
             out.append((job, True))
 
@@ -198,16 +201,22 @@ class JobStore:
         batch_id: str | None = None,
         ref: str | None = None,
         cache_key: str | None = None,
-        published: bool = False,
+        message: Message | None = None,
     ) -> JobRecord:
+        """Queue a new job's writes on `pipe`. With `message` (the job's broker list and
+        synthesis message, `priority.job_message`) the message is pushed in the same
+        transaction: the job is published as it is stored and never enters the outbox, which
+        is for jobs published after their transaction (`mark_published`)."""
         now = self.clock()
         job = JobRecord(id=new_job_id(), owner=owner, request=request, created_at=now)
         job.batch_id, job.ref, job.cache_key = batch_id, ref, cache_key
         pipe.set(keys.job(job.id), job.model_dump_json())
         pipe.zadd(keys.owner_jobs(owner), {job.id: _score(now)})
         pipe.zadd(keys.QUEUED, {job.id: queued_score(job)})
-        if not published:
+        if message is None:
             pipe.zadd(keys.UNPUBLISHED, {job.id: _score(now + self.publish_grace)})
+        else:
+            pipe.lpush(*message(job))
         log.info("[job %s] queued", job.id, extra={"job_id": job.id})
         return job
 

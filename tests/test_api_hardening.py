@@ -87,21 +87,27 @@ def dead_redis_url() -> str:
 
 def test_a_broker_down_after_the_job_is_stored_still_answers_202_with_the_job(api: Api) -> None:
     api.services.celery = make_celery(Settings(_env_file=None, redis_url=dead_redis_url()))  # type: ignore[call-arg]
-    # A plain submit writes its message in the job's own transaction: no broker call to fail.
+    # A job submit writes its message in the job's own transaction: no broker call to fail.
     plain = api.submit(text="stored with its message")
     assert plain.status_code == 202 and api.messages() == 1
-    # An Idempotency-Key submit publishes after storing: the outbox stands in for the broker.
-    r = api.http.post(
+    once = api.http.post(
         "/v1/jobs",
-        json={"text": "stored, not yet published"},
+        json={"text": "stored with its message too"},
         headers={**api.headers(), "Idempotency-Key": "once-0123"},
     )
+    assert once.status_code == 202 and api.messages() == 2
+    # A batch's items are published after their transaction: the outbox stands in for the broker.
+    r = api.http.post(
+        "/v1/batches",
+        json={"items": [{"ref": "s1", "text": "stored, not yet published"}]},
+        headers=api.headers(),
+    )
     assert r.status_code == 202, r.text
-    job = r.json()
-    assert job["status"] == "queued" and r.headers["location"].endswith(job["id"])
-    assert keys.job(job["id"]) in api.stored_jobs() and api.messages() == 1
-    assert api.redis.zscore(keys.UNPUBLISHED, job["id"]) is not None  # the sweeper publishes it
-    assert api.http.get(f"/v1/jobs/{job['id']}", headers=api.headers()).status_code == 200
+    job_id = r.json()["items"][0]["job_id"]
+    assert keys.job(job_id) in api.stored_jobs() and api.messages() == 2
+    assert api.redis.zscore(keys.UNPUBLISHED, job_id) is not None  # the sweeper publishes it
+    job = api.http.get(f"/v1/jobs/{job_id}", headers=api.headers())
+    assert job.status_code == 200 and job.json()["status"] == "queued"
 
 
 def test_a_redis_error_marking_the_job_published_still_answers_202(
