@@ -37,7 +37,7 @@ from gpu_worker.engines.base import Engine
 from gpu_worker.heartbeat import Every, Heartbeat
 from gpu_worker.housekeeping import Sweeper
 from gpu_worker.pipeline import Pipeline
-from gpu_worker.synthesis import Next, Prepared, Spoken, finish, speak_job
+from gpu_worker.synthesis import Next, Prepared, Spoken, Synthesizer
 from gpu_worker.uploaded_voices import UploadedVoices
 from gpu_worker.url_voices import UrlVoices
 from gpu_worker.voices import VoiceCache
@@ -59,9 +59,9 @@ class Runtime:
     heartbeat: Heartbeat
     engine: Engine | None = None
     sweeper: Every | None = None
-    url_voices: UrlVoices | None = None
     webhooks: Every | None = None
-    uploaded_voices: UploadedVoices | None = None
+    #: The synthesis worker's: the steps of a job, and the threads that run them.
+    synthesizer: Synthesizer | None = None
     pipeline: Pipeline[Prepared, Spoken] | None = None
 
     def is_alive(self, instance: str) -> bool:
@@ -71,18 +71,10 @@ class Runtime:
         probe = getattr(self.engine, "memory_mb", None)
         return float(probe()) if probe is not None else 0.0
 
-    def require_engine(self) -> Engine:
-        if self.engine is None:
+    def synthesis(self) -> tuple[Synthesizer, Pipeline[Prepared, Spoken]]:
+        if self.synthesizer is None or self.pipeline is None:
             raise RuntimeError("this worker has no engine: it is not a synthesis worker")
-        return self.engine
-
-    def require_pipeline(self) -> Pipeline[Prepared, Spoken]:
-        if self.pipeline is None:
-            raise RuntimeError("this worker has no engine: it is not a synthesis worker")
-        return self.pipeline
-
-    def results(self) -> ResultCache | None:
-        return ResultCache(self.redis, self.storage) if self.settings.result_cache else None
+        return self.synthesizer, self.pipeline
 
 
 _current: Runtime | None = None
@@ -182,37 +174,37 @@ def start_synth(settings: Settings, app: Celery) -> Runtime:
         timeout_s=settings.fetch_timeout_s,
     )
     _current = Runtime(settings, client, store, storage, beat.instance, heartbeat, engine)
-    _current.url_voices = url_voices
-    _current.uploaded_voices = UploadedVoices(VoiceStore(client), storage, url_voices.cache)
-    _current.pipeline = synthesis_pipeline(_current, app)
+    _current.synthesizer = Synthesizer(
+        store=store,
+        engine=engine,
+        instance=beat.instance,
+        is_alive=_current.is_alive,
+        max_attempts=settings.max_attempts,
+        upload_lease_s=settings.stuck_grace_s,
+        max_stretch=settings.max_stretch,
+        url_voices=url_voices,
+        uploaded_voices=UploadedVoices(VoiceStore(client), storage, url_voices.cache),
+        results=ResultCache(client, storage) if settings.result_cache else None,
+    )
+    _current.pipeline = synthesis_pipeline(_current, _current.synthesizer, app)
     return _current
 
 
-def synthesis_pipeline(rt: Runtime, app: Celery) -> Pipeline[Prepared, Spoken]:
+def synthesis_pipeline(
+    rt: Runtime, synthesizer: Synthesizer, app: Celery
+) -> Pipeline[Prepared, Spoken]:
     """The engine's thread and the finisher's (`gpu_worker/pipeline.py`) for this process."""
-    engine, settings = rt.require_engine(), rt.settings
 
     def speak(prepared: Prepared) -> Spoken:
         rt.heartbeat.note(current_job=prepared.job.id)  # in memory: no Redis between jobs
-        spoken = speak_job(
-            prepared, engine, store=rt.store, instance=rt.instance, max_stretch=settings.max_stretch
-        )
+        spoken = synthesizer.speak_job(prepared)
         rt.heartbeat.note(current_job=None)
         return spoken
 
     def hand_on(prepared: Prepared, spoken: Spoken) -> None:
         job_id = prepared.job.id
         try:
-            outcome = _patiently(
-                lambda: finish(
-                    prepared,
-                    spoken,
-                    store=rt.store,
-                    instance=rt.instance,
-                    max_attempts=settings.max_attempts,
-                    upload_lease_s=settings.stuck_grace_s,
-                )
-            )
+            outcome = _patiently(lambda: synthesizer.finish(prepared, spoken))
             if outcome.next == Next.upload:
                 # Lost (an outage past the retries): the sweeper resends it once the lease passes.
                 _patiently(lambda: publish_upload(app, job_id))

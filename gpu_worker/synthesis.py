@@ -1,6 +1,7 @@
 """One synthesis: claim the job, run the engine, hand the audio to the uploader.
 
-A plain function; the Celery task is a shell around it and the unit tests call it directly.
+Plain code (`Synthesizer`); the Celery task and the pipeline's threads are shells around its
+steps, and the unit tests call `run_synthesis` directly.
 Safe to run twice for the same job: `JobStore.claim` lets only one live worker hold it, and a
 run that lost its claim (canceled, taken over) discards its audio instead of writing it.
 """
@@ -11,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import redis
 
@@ -67,168 +69,146 @@ class Spoken:
     synth_s: float
 
 
-def run_synthesis(
-    job_id: str,
-    *,
-    store: JobStore,
-    engine: Engine,
-    instance: str,
-    is_alive: Callable[[str], bool],
-    max_attempts: int,
-    upload_lease_s: float = 20.0,
-    retry_base_s: float = 1.0,
-    url_voices: UrlVoices | None = None,
-    max_stretch: float = 1.5,
-    uploaded_voices: UploadedVoices | None = None,
-    results: ResultCache | None = None,
-) -> SynthesisOutcome:
-    """The three steps one after another (the worker runs them on three threads at once,
-    `gpu_worker/pipeline.py`)."""
-    prepared = prepare(
-        job_id,
-        store=store,
-        engine=engine,
-        instance=instance,
-        is_alive=is_alive,
-        max_attempts=max_attempts,
-        retry_base_s=retry_base_s,
-        url_voices=url_voices,
-        uploaded_voices=uploaded_voices,
-        results=results,
-    )
-    if isinstance(prepared, SynthesisOutcome):
-        return prepared
-    spoken = speak_job(prepared, engine, store=store, instance=instance, max_stretch=max_stretch)
-    return finish(
-        prepared,
-        spoken,
-        store=store,
-        instance=instance,
-        max_attempts=max_attempts,
-        upload_lease_s=upload_lease_s,
-        retry_base_s=retry_base_s,
-    )
+@dataclass
+class Synthesizer:
+    """What a synthesis worker holds for every job, and the three steps of one job: `prepare`
+    (claim it, resolve its voices, ask the result cache), `speak_job` (the engine), and
+    `finish` (hand the audio to the uploader, or settle the error). The worker runs the steps
+    on three threads at once (`gpu_worker/pipeline.py`); `run` runs them one after another."""
 
+    store: JobStore
+    engine: Engine
+    instance: str
+    is_alive: Callable[[str], bool]
+    max_attempts: int
+    upload_lease_s: float = 20.0
+    retry_base_s: float = 1.0
+    max_stretch: float = 1.5
+    url_voices: UrlVoices | None = None
+    uploaded_voices: UploadedVoices | None = None
+    results: ResultCache | None = None
 
-def prepare(
-    job_id: str,
-    *,
-    store: JobStore,
-    engine: Engine,
-    instance: str,
-    is_alive: Callable[[str], bool],
-    max_attempts: int,
-    retry_base_s: float = 1.0,
-    url_voices: UrlVoices | None = None,
-    uploaded_voices: UploadedVoices | None = None,
-    results: ResultCache | None = None,
-) -> Prepared | SynthesisOutcome:
-    """Claim the job and get everything but the engine done: its capabilities checked, its
-    reference audio fetched, the result cache asked. An outcome when nothing is left to run."""
-    log = job_log(__name__, job_id)
-    claim = store.claim(job_id, instance, is_alive=is_alive, max_attempts=max_attempts)
-    if claim.result == ClaimResult.exhausted:
-        log.error("failed: started %s times without finishing", max_attempts)
-        return SynthesisOutcome(Next.done)
-    if claim.result != ClaimResult.run or claim.job is None:
-        log.info("skipped: already ended, held by a live worker, or gone")
-        return SynthesisOutcome(Next.done)
-    job = claim.job
-    log.info("synthesising (attempt %s of %s)", job.attempts, max_attempts)
-    try:
-        check_capabilities(job.request, engine.capabilities())
-        request = resolve_references(
-            job.request, job.owner, engine, url_voices=url_voices, uploaded=uploaded_voices
+    def run(self, job_id: str) -> SynthesisOutcome:
+        prepared = self.prepare(job_id)
+        if isinstance(prepared, SynthesisOutcome):
+            return prepared
+        return self.finish(prepared, self.speak_job(prepared))
+
+    def prepare(self, job_id: str) -> Prepared | SynthesisOutcome:
+        """Claim the job and get everything but the engine done: its capabilities checked,
+        its reference audio fetched, the result cache asked. An outcome when nothing is left
+        to run."""
+        log = job_log(__name__, job_id)
+        store, engine, instance = self.store, self.engine, self.instance
+        claim = store.claim(
+            job_id, instance, is_alive=self.is_alive, max_attempts=self.max_attempts
         )
-        if results is not None and serve_from_cache(results, store, job, request, engine, instance):
+        if claim.result == ClaimResult.exhausted:
+            log.error("failed: started %s times without finishing", self.max_attempts)
             return SynthesisOutcome(Next.done)
-    except Exception as exc:
-        return _settle(exc, store, job, instance, max_attempts, retry_base_s)
-    return Prepared(job, request)
+        if claim.result != ClaimResult.run or claim.job is None:
+            log.info("skipped: already ended, held by a live worker, or gone")
+            return SynthesisOutcome(Next.done)
+        job = claim.job
+        log.info("synthesising (attempt %s of %s)", job.attempts, self.max_attempts)
+        try:
+            check_capabilities(job.request, engine.capabilities())
+            request = resolve_references(
+                job.request,
+                job.owner,
+                engine,
+                url_voices=self.url_voices,
+                uploaded=self.uploaded_voices,
+            )
+            results = self.results
+            if results is not None and serve_from_cache(
+                results, store, job, request, engine, instance
+            ):
+                return SynthesisOutcome(Next.done)
+        except Exception as exc:
+            return self._settle(exc, job)
+        return Prepared(job, request)
+
+    def speak_job(self, prepared: Prepared) -> Spoken:
+        """Run the engine on a prepared job; never raises (the error is in what it returns).
+
+        A job prepared while the engine ran the one before may have been canceled (or taken
+        over) meanwhile: one read first, so it never reaches the engine (`Spoken` with neither
+        audio nor error)."""
+        job = prepared.job
+        try:
+            now = self.store.get(job.id)
+            wanted = (
+                now is not None and now.status == JobStatus.running and now.worker == self.instance
+            )
+        except redis.RedisError:
+            wanted = True  # cannot tell: run it, and `finish` finds out
+        if not wanted:
+            return Spoken(None, None, 0.0)
+        started = time.perf_counter()
+        try:
+            progress = JobProgress(self.store, job.id, self.instance)
+            out = speak(
+                prepared.request, self.engine, max_stretch=self.max_stretch, progress=progress
+            )
+        except Exception as exc:
+            return Spoken(None, exc, time.perf_counter() - started)
+        return Spoken(out, None, time.perf_counter() - started)
+
+    def finish(self, prepared: Prepared, spoken: Spoken) -> SynthesisOutcome:
+        """Hand the audio to the uploader (the job moves to `uploading`), or settle the
+        error."""
+        job, out = prepared.job, spoken.out
+        log = job_log(__name__, job.id)
+        if spoken.error is not None:
+            return self._settle(spoken.error, job)
+        if out is None:
+            log.info("not synthesised: canceled or taken over before the engine reached it")
+            return SynthesisOutcome(Next.done)
+        wav = encode_wav(out.pcm16, out.sample_rate)
+        if not self.store.mark_synthesized(
+            job.id,
+            self.instance,
+            wav,
+            synth_s=spoken.synth_s,
+            duration_s=out.duration_s,
+            warnings=out.warnings,
+            upload_lease_s=self.upload_lease_s,
+        ):
+            log.info("audio discarded: the job was canceled or taken over meanwhile")
+            return SynthesisOutcome(Next.done)
+        log.info("synthesised %.2fs of audio in %.2fs", out.duration_s, spoken.synth_s)
+        return SynthesisOutcome(Next.upload)
+
+    def _settle(self, exc: Exception, job: JobRecord) -> SynthesisOutcome:
+        """A job that raised: failed for good, or back in the queue for another attempt."""
+        log = job_log(__name__, job.id)
+        if isinstance(exc, PermanentError):
+            log.warning("failed: %s (%s)", exc.message, exc.code)
+            self.store.fail(job.id, exc.code, exc.message)
+            return SynthesisOutcome(Next.done)
+        if isinstance(exc, TransientError):
+            code, message = exc.code, exc.message
+        else:
+            # An engine bug or crash we cannot classify: logged in full here, retried a bounded
+            # number of times, then visible as `engine_error`; never a traceback to the client.
+            log.error("engine raised", exc_info=exc)
+            code, message = "engine_error", "the speech engine failed on this job"
+        if job.attempts >= self.max_attempts:
+            log.error("failed after %s attempts: %s", job.attempts, message)
+            self.store.fail(job.id, code, f"{message} (after {job.attempts} attempts)")
+            return SynthesisOutcome(Next.done)
+        delay = backoff(job.attempts, self.retry_base_s, 30.0)
+        if not self.store.requeue(job.id, only_from=self.instance, delay_s=delay):
+            return SynthesisOutcome(Next.done)
+        log.warning("%s; back in the queue, retry in %.1fs", message, delay)
+        return SynthesisOutcome(Next.retry, retry_in=delay)
 
 
-def speak_job(
-    prepared: Prepared, engine: Engine, *, store: JobStore, instance: str, max_stretch: float
-) -> Spoken:
-    """Run the engine on a prepared job; never raises (the error is in what it returns).
-
-    A job prepared while the engine ran the one before may have been canceled (or taken over)
-    meanwhile: one read first, so it never reaches the engine (`Spoken` with neither audio nor
-    error)."""
-    job = prepared.job
-    try:
-        now = store.get(job.id)
-        wanted = now is not None and now.status == JobStatus.running and now.worker == instance
-    except redis.RedisError:
-        wanted = True  # cannot tell: run it, and `finish` finds out
-    if not wanted:
-        return Spoken(None, None, 0.0)
-    started = time.perf_counter()
-    try:
-        progress = JobProgress(store, job.id, instance)
-        out = speak(prepared.request, engine, max_stretch=max_stretch, progress=progress)
-    except Exception as exc:
-        return Spoken(None, exc, time.perf_counter() - started)
-    return Spoken(out, None, time.perf_counter() - started)
-
-
-def finish(
-    prepared: Prepared,
-    spoken: Spoken,
-    *,
-    store: JobStore,
-    instance: str,
-    max_attempts: int,
-    upload_lease_s: float = 20.0,
-    retry_base_s: float = 1.0,
-) -> SynthesisOutcome:
-    """Hand the audio to the uploader (the job moves to `uploading`), or settle the error."""
-    job, out = prepared.job, spoken.out
-    log = job_log(__name__, job.id)
-    if spoken.error is not None:
-        return _settle(spoken.error, store, job, instance, max_attempts, retry_base_s)
-    if out is None:
-        log.info("not synthesised: canceled or taken over before the engine reached it")
-        return SynthesisOutcome(Next.done)
-    wav = encode_wav(out.pcm16, out.sample_rate)
-    if not store.mark_synthesized(
-        job.id,
-        instance,
-        wav,
-        synth_s=spoken.synth_s,
-        duration_s=out.duration_s,
-        warnings=out.warnings,
-        upload_lease_s=upload_lease_s,
-    ):
-        log.info("audio discarded: the job was canceled or taken over meanwhile")
-        return SynthesisOutcome(Next.done)
-    log.info("synthesised %.2fs of audio in %.2fs", out.duration_s, spoken.synth_s)
-    return SynthesisOutcome(Next.upload)
-
-
-def _settle(
-    exc: Exception,
-    store: JobStore,
-    job: JobRecord,
-    instance: str,
-    max_attempts: int,
-    retry_base_s: float,
-) -> SynthesisOutcome:
-    """A job that raised: failed for good, or back in the queue for another attempt."""
-    if isinstance(exc, PermanentError):
-        job_log(__name__, job.id).warning("failed: %s (%s)", exc.message, exc.code)
-        store.fail(job.id, exc.code, exc.message)
-        return SynthesisOutcome(Next.done)
-    if isinstance(exc, TransientError):
-        code, message = exc.code, exc.message
-    else:
-        # An engine bug or crash we cannot classify: logged in full here, retried a bounded
-        # number of times, then visible as `engine_error`; never a traceback to the client.
-        job_log(__name__, job.id).error("engine raised", exc_info=exc)
-        code, message = "engine_error", "the speech engine failed on this job"
-    return _retry_or_fail(
-        store, job.id, instance, job.attempts, max_attempts, code, message, retry_base_s
-    )
+def run_synthesis(job_id: str, **worker: Any) -> SynthesisOutcome:
+    """One job, all three steps in turn; `worker` holds `Synthesizer`'s fields (the unit
+    tests' entry point)."""
+    return Synthesizer(**worker).run(job_id)
 
 
 def speak(
@@ -265,25 +245,3 @@ def speak(
         if progress is not None:
             progress(i + 1, total)
     return SynthesisOutput(pcm16(place(parts, rate)), rate, warnings)
-
-
-def _retry_or_fail(
-    store: JobStore,
-    job_id: str,
-    instance: str,
-    attempts: int,
-    max_attempts: int,
-    code: str,
-    message: str,
-    retry_base_s: float,
-) -> SynthesisOutcome:
-    log = job_log(__name__, job_id)
-    if attempts >= max_attempts:
-        log.error("failed after %s attempts: %s", attempts, message)
-        store.fail(job_id, code, f"{message} (after {attempts} attempts)")
-        return SynthesisOutcome(Next.done)
-    delay = backoff(attempts, retry_base_s, 30.0)
-    if not store.requeue(job_id, only_from=instance, delay_s=delay):
-        return SynthesisOutcome(Next.done)
-    log.warning("%s; back in the queue, retry in %.1fs", message, delay)
-    return SynthesisOutcome(Next.retry, retry_in=delay)

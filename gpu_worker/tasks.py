@@ -26,7 +26,7 @@ from common.priority import publish_job_id
 from common.queue import make_celery
 from common.settings import Settings
 from gpu_worker import recycle, runtime
-from gpu_worker.synthesis import Prepared, prepare
+from gpu_worker.synthesis import Prepared
 from gpu_worker.upload import run_upload
 from gpu_worker.webhooks import run_delivery
 
@@ -57,19 +57,10 @@ def synthesize(self: Task, job_id: str) -> None:
     rt.heartbeat.hold(job_id)
     handed = False
     try:
-        prepared = prepare(
-            job_id,
-            store=rt.store,
-            engine=rt.require_engine(),
-            instance=rt.instance,
-            is_alive=rt.is_alive,
-            max_attempts=rt.settings.max_attempts,
-            url_voices=rt.url_voices,
-            uploaded_voices=rt.uploaded_voices,
-            results=rt.results(),
-        )
+        synthesizer, pipeline = rt.synthesis()
+        prepared = synthesizer.prepare(job_id)
         if isinstance(prepared, Prepared):
-            rt.require_pipeline().run(prepared)
+            pipeline.run(prepared)
             handed = True
     finally:
         if not handed:
