@@ -15,7 +15,7 @@ from api.limits import BodyLimit
 from api.routes import batches, dropin, jobs, metrics, system, usage, voices, webhooks
 from common.jobstore import JobStore
 from common.netguard import parse_cidrs
-from common.queue import connect_redis, make_celery, redis_url
+from common.queue import connect_redis, connect_redis_async, make_celery, redis_url
 from common.settings import Settings
 from common.storage import make_storage
 from common.voicestore import VoiceStore
@@ -26,13 +26,16 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.require_safe_exposure()
-    client = connect_redis(settings)
+    # Two clients on one Redis: blocking calls run in the thread pool, and the hot paths
+    # (submit, read, wait, health) use the event loop's, with no thread hop.
+    client, aclient = connect_redis(settings), connect_redis_async(settings)
     services = Services(
         settings=settings,
-        store=JobStore(client, job_ttl_s=settings.job_ttl_s),
+        store=JobStore(client, aclient=aclient, job_ttl_s=settings.job_ttl_s),
+        aredis=aclient,
         storage=make_storage(settings),
         celery=make_celery(settings),
-        engine_view=EngineView(client),
+        engine_view=EngineView(client, aclient),
         voices=VoiceStore(client),
         ends=EndWatcher(redis_url(settings)),
         api_keys=settings.parsed_api_keys(),

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from api.deps import Services
+from api.engine_check import Beats
 from common.resultcache import ResultCache, cache_key
 from common.schemas import JobRecord, JobRequest
 
 
-def key_for(svc: Services, owner: str, request: JobRequest) -> str | None:
-    """The result cache's key for a request; None with the cache off or nothing to key on."""
+def key_for(
+    svc: Services, owner: str, request: JobRequest, beats: Beats | None = None
+) -> str | None:
+    """The result cache's key for a request; None with the cache off or nothing to key on.
+    With `beats` (`EngineView.beats_async`) and no uploaded voice named, it reads no Redis."""
     if not svc.settings.result_cache:
         return None
-    engine = svc.engine_view.engine_version()
+    engine = svc.engine_view.engine_version(beats)
     return cache_key(owner, request, engine=engine, voices=svc.voices)
 
 

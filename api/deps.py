@@ -6,6 +6,7 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Annotated
 
+import redis.asyncio as aioredis
 from celery import Celery
 from fastapi import Depends, Request
 
@@ -24,6 +25,8 @@ ANONYMOUS = "anonymous"
 class Services:
     settings: Settings
     store: JobStore
+    #: The event loop's Redis client (the job store's `aredis`), for routes that only read Redis.
+    aredis: aioredis.Redis
     storage: LocalStorage | S3Storage
     celery: Celery
     engine_view: EngineView
@@ -34,7 +37,7 @@ class Services:
     api_keys: dict[str, str] = field(default_factory=dict)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -50,8 +53,10 @@ def presented_key(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def get_owner(request: Request, services: Svc) -> str:
-    """The name the presented key belongs to; 401 for a missing or unknown key."""
+async def get_owner(request: Request, services: Svc) -> str:
+    """The name the presented key belongs to; 401 for a missing or unknown key. Both
+    dependencies are `async def` though they never wait: FastAPI runs a plain `def` dependency
+    in the thread pool, a thread switch each way on every request."""
     if not services.api_keys:
         return ANONYMOUS
     presented = presented_key(request)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from api.deps import Services
+from api.engine_check import Beats
 from common.eta import estimate_wait_s
 
 
-def queued_eta_s(svc: Services, position: int | None, mean_s: float | None) -> float | None:
-    """`mean_s`: the recent syntheses' mean engine seconds (`JobStore.place` reads both)."""
+def queued_eta_s(
+    svc: Services, position: int | None, mean_s: float | None, beats: Beats | None = None
+) -> float | None:
+    """`mean_s`: the recent syntheses' mean engine seconds (`JobStore.place` reads both);
+    `beats`: the live workers (`EngineView.beats_async`, for an event-loop caller)."""
     if position is None:
         return None
-    ready, busy = svc.engine_view.synth_workers()
+    ready, busy = svc.engine_view.synth_workers(beats)
     return estimate_wait_s(position, mean_s=mean_s, ready=ready, busy=busy)

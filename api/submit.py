@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from functools import partial
 
 import redis
@@ -22,9 +23,11 @@ from api.deps import Services
 from api.text import check_text
 from api.voice_upload import check_voices
 from api.webhook_guard import check_webhook_url
+from common import keys
 from common.idempotency import create_job_once
 from common.priority import job_message, publish_job
 from common.schemas import JobRecord, JobRequest
+from common.voice_schemas import is_uploaded_voice
 
 log = logging.getLogger(__name__)
 #: What a Redis or broker outage raises; after the job is stored these never reach the client.
@@ -44,6 +47,16 @@ def _check(svc: Services, owner: str, body: JobRequest) -> None:
         check_webhook_url(svc.settings, body.webhook_url)
 
 
+@dataclass
+class Accepted:
+    job: JobRecord
+    #: False when an earlier request's job answers this one (`request_key`, `idempotency_key`).
+    new: bool
+    #: The job's place as stored (`JobStore.create_placed`), when it was read with it: its
+    #: `queue_position` and the recent syntheses' mean engine seconds.
+    place: tuple[int | None, float | None] | None = None
+
+
 async def accept(
     svc: Services,
     owner: str,
@@ -51,16 +64,43 @@ async def accept(
     *,
     request_key: str | None = None,
     idempotency_key: str | None = None,
-) -> tuple[JobRecord, bool]:
+) -> Accepted:
     """Store and publish a job; with `request_key`, join an earlier identical request's job
     instead when it is queued, running or succeeded; with `idempotency_key`, answer with the
-    job that key made for this body (422 for another body). Returns the job and whether it is
-    new.
+    job that key made for this body (422 for another body).
 
-    Everything after the text check is blocking Redis and broker I/O, done in one thread-pool
-    hop (each hop costs a thread switch both ways; a submit used to make seven)."""
+    The common request (neither key, no uploaded voice, no webhook) is accepted on the event
+    loop: every step is a Redis call, one round trip with the result cache off and two with it
+    on. The rest is blocking Redis, DNS and broker I/O, done in one thread-pool hop."""
     check_text(body.text, max_chars=svc.settings.max_text_chars)
-    return await run_in_threadpool(_accept, svc, owner, body, request_key, idempotency_key)
+    if request_key is None and idempotency_key is None and not _blocking_checks(body):
+        return await _accept_on_loop(svc, owner, body)
+    job, new = await run_in_threadpool(_accept, svc, owner, body, request_key, idempotency_key)
+    return Accepted(job, new)
+
+
+def _blocking_checks(body: JobRequest) -> bool:
+    """Whether accepting the job reads a voice record or resolves a webhook's host."""
+    emotion = body.emotion.audio if body.emotion is not None else None
+    uploaded = is_uploaded_voice(body.voice) or is_uploaded_voice(emotion)
+    return uploaded or body.webhook_url is not None
+
+
+async def _accept_on_loop(svc: Services, owner: str, body: JobRequest) -> Accepted:
+    """`_accept` for a request `_blocking_checks` passes, with no thread. A result-cache hit is
+    stored unpublished, then ended with a copy of the earlier audio by `_publish` (storage
+    I/O, in the thread pool)."""
+    beats = await svc.engine_view.beats_async()
+    svc.engine_view.check(body, beats)
+    key = key_for(svc, owner, body, beats)
+    hit = key is not None and bool(await svc.aredis.exists(keys.result(key)))
+    message = None if hit else partial(job_message, svc.celery)
+    job, position, mean_s = await svc.store.create_placed(
+        owner, body, message=message, cache_key=None if hit else key
+    )
+    if hit:
+        return Accepted(await publish(svc, job), True)
+    return Accepted(job, True, (position, mean_s))
 
 
 def _accept(
@@ -128,7 +168,7 @@ async def wait_for_end(svc: Services, job: JobRecord, wait_s: float) -> JobRecor
                 break
             maybe_ended.clear()
             try:
-                job = await run_in_threadpool(svc.store.get_owned, job.id, job.owner)
+                job = await svc.store.get_owned_async(job.id, job.owner)
             except OUTAGE as exc:
                 log.warning("[job %s] wait ended early: %s", job.id, type(exc).__name__)
                 break

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import cast
 
 import redis
+from redis.asyncio.client import Pipeline as AsyncPipeline
 from redis.client import Pipeline
 
 from common import keys
@@ -29,7 +30,7 @@ def mean_synthesis_s(client: redis.Redis) -> float | None:
     return mean_of(cast(list[bytes], client.lrange(keys.RECENT_SYNTH_S, 0, RECENT - 1)))
 
 
-def recent_synthesis_s(pipe: Pipeline) -> None:
+def recent_synthesis_s(pipe: Pipeline | AsyncPipeline) -> None:
     """Queue the read `mean_of` takes (for a caller's pipeline)."""
     pipe.lrange(keys.RECENT_SYNTH_S, 0, RECENT - 1)
 

@@ -3,6 +3,9 @@
 Each change is an optimistic transaction (WATCH / MULTI): it reads the record, checks that the
 change is allowed from the current status, and writes the record and the indexes together, so
 a crash never leaves a job half-moved. Times come from an injected clock.
+
+The API's hot paths (submit, read, wait) have `_async` twins on a `redis.asyncio` client, so
+they run on the event loop with no thread-pool hop; they queue the same writes (`_add`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from enum import StrEnum
 from typing import Any, TypeVar, cast
 
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline as AsyncPipeline
 from redis.client import Pipeline
 
 from common import keys, metrics
@@ -80,10 +85,13 @@ class JobStore:
         client: redis.Redis,
         *,
         job_ttl_s: int,
+        aclient: aioredis.Redis | None = None,
         clock: Clock = utcnow,
         publish_grace_s: float = 20.0,
     ) -> None:
         self.redis = client
+        #: The API's event-loop client, for the `_async` methods (None in the workers).
+        self.aredis = aclient
         self.job_ttl = timedelta(seconds=job_ttl_s)
         self.clock = clock
         #: How long a job may sit in the outbox before the sweeper sends its message itself.
@@ -97,11 +105,11 @@ class JobStore:
 
     def get_owned(self, job_id: str, owner: str) -> JobRecord:
         """The job if `owner` made it; another owner's job is indistinguishable from none."""
-        job = self.get(job_id)
-        # Bytes: compare_digest refuses str beyond ASCII, and owner names may be any Unicode.
-        if job is None or not hmac.compare_digest(job.owner.encode(), owner.encode()):
-            raise NotFound(f"no job with id {job_id}", code="job_not_found")
-        return job
+        return _owned(self.get(job_id), job_id, owner)
+
+    async def get_owned_async(self, job_id: str, owner: str) -> JobRecord:
+        raw = await self._async().get(keys.job(job_id))
+        return _owned(JobRecord.model_validate_json(raw) if raw else None, job_id, owner)
 
     def queue_position(self, job_id: str) -> int | None:
         rank = cast(int | None, self.redis.zrank(keys.QUEUED, job_id))
@@ -137,13 +145,34 @@ class JobStore:
         pipe.execute()
         return job
 
+    async def create_placed(
+        self,
+        owner: str,
+        request: JobRequest,
+        *,
+        message: Message | None = None,
+        cache_key: str | None = None,
+    ) -> tuple[JobRecord, int | None, float | None]:
+        """`create` on the event loop, with the new job's `place` read in the same transaction:
+        a submit is one round trip."""
+        pipe = self._async().pipeline(transaction=True)
+        job = self._add(owner, request, pipe, cache_key=cache_key, message=message)
+        _place(pipe, job.id)
+        *_, position, recent = await pipe.execute()
+        return job, position, mean_of(recent)
+
     def place(self, job_id: str) -> tuple[int | None, float | None]:
         """A queued job's `queue_position` and the mean engine seconds of recent syntheses
         (`common/eta.py`), in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zrank(keys.QUEUED, job_id)
-        recent_synthesis_s(pipe)
+        _place(pipe, job_id)
         position, recent = pipe.execute()
+        return position, mean_of(recent)
+
+    async def place_async(self, job_id: str) -> tuple[int | None, float | None]:
+        pipe = self._async().pipeline(transaction=False)
+        _place(pipe, job_id)
+        position, recent = await pipe.execute()
         return position, mean_of(recent)
 
     def create_once(
@@ -196,7 +225,7 @@ class JobStore:
         self,
         owner: str,
         request: JobRequest,
-        pipe: Pipeline,
+        pipe: Pipeline | AsyncPipeline,
         *,
         batch_id: str | None = None,
         ref: str | None = None,
@@ -513,6 +542,11 @@ class JobStore:
         metrics.on_end(pipe, job)
         pipe.publish(keys.JOB_ENDED_CHANNEL, job.id)
 
+    def _async(self) -> aioredis.Redis:
+        if self.aredis is None:
+            raise RuntimeError("this JobStore has no event-loop client (aclient)")
+        return self.aredis
+
     @property
     def _ttl_s(self) -> int:
         return int(self.job_ttl.total_seconds())
@@ -556,6 +590,19 @@ def _log_change(job: JobRecord, status: JobStatus, stage: Stage | None) -> None:
     now = f"{job.status}/{job.stage}" if job.stage else str(job.status)
     why = f" ({job.error.code})" if job.error and job.status.terminal else ""
     log.info("[job %s] %s -> %s%s", job.id, was, now, why, extra={"job_id": job.id})
+
+
+def _owned(job: JobRecord | None, job_id: str, owner: str) -> JobRecord:
+    # Bytes: compare_digest refuses str beyond ASCII, and owner names may be any Unicode.
+    if job is None or not hmac.compare_digest(job.owner.encode(), owner.encode()):
+        raise NotFound(f"no job with id {job_id}", code="job_not_found")
+    return job
+
+
+def _place(pipe: Pipeline | AsyncPipeline, job_id: str) -> None:
+    """Queue the reads of `JobStore.place`: the job's rank and the recent synthesis times."""
+    pipe.zrank(keys.QUEUED, job_id)
+    recent_synthesis_s(pipe)
 
 
 def _ids(raw: Any) -> list[str]:

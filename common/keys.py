@@ -86,7 +86,10 @@ def worker_heartbeat(instance: str) -> str:
     return f"{PREFIX}:worker:{instance}"
 
 
-WORKER_HEARTBEAT_PATTERN = f"{PREFIX}:worker:*"
+#: A set of the instance names that wrote a heartbeat: read with one `MGET` of their keys, so
+#: finding the live workers costs the same however many jobs are stored (a `SCAN` for the
+#: heartbeat keys walked the whole keyspace). Readers drop names whose key has expired.
+WORKERS = f"{PREFIX}:workers"
 
 
 def voice(voice_id: str) -> str:

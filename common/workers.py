@@ -1,8 +1,10 @@
 """Worker heartbeats: who is alive, with which engine, and whether it is ready.
 
 A heartbeat is a key that expires by itself; a worker that stops renewing it is dead, and the
-sweeper gives its running jobs back to the queue. Instance names are unique per process start,
-so a restarted worker never looks like the dead one it replaced.
+sweeper gives its running jobs back to the queue. The instance names are kept in one set
+(`keys.WORKERS`), so listing the live workers is two commands, whatever else Redis holds.
+Instance names are unique per process start, so a restarted worker never looks like the dead
+one it replaced.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from typing import cast
 
 import redis
+import redis.asyncio as aioredis
 
 from common import keys
 from common.schemas import WorkerHeartbeat
@@ -22,11 +26,17 @@ def new_instance_name(kind: str) -> str:
 
 
 def write_heartbeat(client: redis.Redis, beat: WorkerHeartbeat, ttl_s: float) -> None:
-    client.set(keys.worker_heartbeat(beat.instance), beat.model_dump_json(), px=int(ttl_s * 1000))
+    pipe = client.pipeline(transaction=False)
+    pipe.set(keys.worker_heartbeat(beat.instance), beat.model_dump_json(), px=int(ttl_s * 1000))
+    pipe.sadd(keys.WORKERS, beat.instance)
+    pipe.execute()
 
 
 def remove_heartbeat(client: redis.Redis, instance: str) -> None:
-    client.delete(keys.worker_heartbeat(instance))
+    pipe = client.pipeline(transaction=False)
+    pipe.delete(keys.worker_heartbeat(instance))
+    pipe.srem(keys.WORKERS, instance)
+    pipe.execute()
 
 
 def is_alive(client: redis.Redis, instance: str) -> bool:
@@ -34,12 +44,38 @@ def is_alive(client: redis.Redis, instance: str) -> bool:
 
 
 def alive_workers(client: redis.Redis) -> list[WorkerHeartbeat]:
-    beats = []
-    for key in client.scan_iter(match=keys.WORKER_HEARTBEAT_PATTERN, count=100):
-        raw = client.get(key)
-        if raw:
-            beats.append(WorkerHeartbeat.model_validate_json(raw))
-    return sorted(beats, key=lambda b: b.instance)
+    names = _names(cast(set[bytes], client.smembers(keys.WORKERS)))
+    if not names:
+        return []
+    raws = cast(list[bytes | None], client.mget([keys.worker_heartbeat(n) for n in names]))
+    beats, dead = _read(names, raws)
+    if dead:
+        client.srem(keys.WORKERS, *dead)
+    return beats
+
+
+async def alive_workers_async(client: aioredis.Redis) -> list[WorkerHeartbeat]:
+    """`alive_workers` on the API's event loop."""
+    names = _names(cast(set[bytes], await client.smembers(keys.WORKERS)))
+    if not names:
+        return []
+    raws = cast(list[bytes | None], await client.mget([keys.worker_heartbeat(n) for n in names]))
+    beats, dead = _read(names, raws)
+    if dead:
+        await client.srem(keys.WORKERS, *dead)
+    return beats
+
+
+def _names(members: set[bytes]) -> list[str]:
+    return sorted(n.decode() for n in members)
+
+
+def _read(names: list[str], raws: list[bytes | None]) -> tuple[list[WorkerHeartbeat], list[str]]:
+    """The live heartbeats, and the names whose key expired: the worker died, or stopped
+    without removing its name. A worker that beats again after its name was dropped adds it
+    back with the beat."""
+    dead = [name for name, raw in zip(names, raws, strict=True) if raw is None]
+    return [WorkerHeartbeat.model_validate_json(raw) for raw in raws if raw is not None], dead
 
 
 def current_jobs(client: redis.Redis) -> dict[str, set[str]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -123,8 +124,10 @@ def test_a_redis_error_marking_the_job_published_still_answers_202(
 
 
 def test_a_store_that_cannot_write_answers_503_and_nothing_is_queued(api: Api) -> None:
-    dead = redis.Redis.from_url(dead_redis_url(), socket_connect_timeout=1)
-    api.services.store = JobStore(dead, job_ttl_s=60)
+    url = dead_redis_url()
+    dead = redis.Redis.from_url(url, socket_connect_timeout=1)
+    adead = aioredis.Redis.from_url(url, socket_connect_timeout=1)
+    api.services.store = JobStore(dead, aclient=adead, job_ttl_s=60)
     r = api.submit(text="never stored")
     assert r.status_code == 503, r.text
     assert r.json()["error"]["code"] == "queue_unavailable" and r.headers["retry-after"]
@@ -193,7 +196,8 @@ def page_through(api: Api, limit: int, **params: str) -> list[str]:
 def test_paging_returns_every_job_once_when_they_share_a_creation_time(
     api: Api, limit: int
 ) -> None:
-    api.services.store = JobStore(api.redis, job_ttl_s=60, clock=lambda: FIXED)
+    aclient = api.services.aredis
+    api.services.store = JobStore(api.redis, aclient=aclient, job_ttl_s=60, clock=lambda: FIXED)
     ids = {api.submit(text=f"same instant {i}").json()["id"] for i in range(3)}
     listed = page_through(api, limit)
     assert len(listed) == 3 and set(listed) == ids

@@ -149,7 +149,7 @@ async def _accept_one(svc: Svc, owner: str, body: SynthesizeRequest, where: str 
         )
     try:
         job_request = to_job(body)
-        job, _ = await accept(svc, owner, job_request, request_key=fingerprint(body))
+        job = (await accept(svc, owner, job_request, request_key=fingerprint(body))).job
     except ValidationError as exc:
         raise BadRequest(where + describe_errors(exc.errors())) from None
     except Unprocessable as exc:

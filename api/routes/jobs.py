@@ -43,19 +43,18 @@ def _prefer_wait(prefer: str | None, limit: float) -> float | None:
     return min(float(match.group(1)), limit) if match else None
 
 
-async def _resource(svc: Svc, job: JobRecord) -> JobResource:
-    position, eta_s = await run_in_threadpool(_place, svc, job)
+async def _resource(
+    svc: Svc, job: JobRecord, place: tuple[int | None, float | None] | None = None
+) -> JobResource:
+    """The job as clients see it; a queued one with its place in the queue and rough wait,
+    read here unless `place` (`JobStore.place`'s answer) is given."""
+    position = eta_s = None
+    if job.status == JobStatus.queued:
+        position, mean_s = place or await svc.store.place_async(job.id)
+        eta_s = queued_eta_s(svc, position, mean_s, await svc.engine_view.beats_async())
     return job_resource(
         job, settings=svc.settings, storage=svc.storage, queue_position=position, eta_s=eta_s
     )
-
-
-def _place(svc: Svc, job: JobRecord) -> tuple[int | None, float | None]:
-    """A queued job's place in the queue and its rough wait (None, None once it has started)."""
-    if job.status != JobStatus.queued:
-        return None, None
-    position, mean_s = svc.store.place(job.id)
-    return position, queued_eta_s(svc, position, mean_s)
 
 
 async def _submit(
@@ -66,16 +65,17 @@ async def _submit(
     response: Response,
     idempotency_key: str | None = None,
 ) -> JobResource:
-    job, new = await accept(svc, owner, body, idempotency_key=idempotency_key)
-    if not new:
+    accepted = await accept(svc, owner, body, idempotency_key=idempotency_key)
+    job, place = accepted.job, accepted.place
+    if not accepted.new:
         response.headers["Idempotent-Replayed"] = "true"
     if wait_s:
         response.headers["Preference-Applied"] = f"wait={wait_s:g}"
-        job = await wait_for_end(svc, job, wait_s)
+        job, place = await wait_for_end(svc, job, wait_s), None
     response.status_code = 200 if job.status.terminal else 202
     response.headers["Location"] = f"{svc.settings.base_url}/v1/jobs/{job.id}"
     try:
-        return await _resource(svc, job)
+        return await _resource(svc, job, place)
     except OUTAGE:
         return job_resource(job, settings=svc.settings, storage=svc.storage, queue_position=None)
 
@@ -136,8 +136,7 @@ async def list_jobs(
     "/v1/jobs/{job_id}", response_model=JobResource, responses=_ERRORS, summary="Read a job"
 )
 async def get_job(job_id: JobIdParam, svc: Svc, owner: Owner) -> JobResource:
-    job = await run_in_threadpool(svc.store.get_owned, job_id, owner)
-    return await _resource(svc, job)
+    return await _resource(svc, await svc.store.get_owned_async(job_id, owner))
 
 
 @router.post(
@@ -159,7 +158,7 @@ async def cancel_job(job_id: JobIdParam, svc: Svc, owner: Owner) -> JobResource:
     summary="Redirect to the job's audio",
 )
 async def job_audio(job_id: JobIdParam, svc: Svc, owner: Owner) -> RedirectResponse:
-    job = await run_in_threadpool(svc.store.get_owned, job_id, owner)
+    job = await svc.store.get_owned_async(job_id, owner)
     if job.status != JobStatus.succeeded or job.audio is None:
         raise Conflict(f"job {job_id} has no audio (status {job.status})", code="audio_not_ready")
     return RedirectResponse(svc.storage.url(job.audio.key, svc.settings.url_ttl_s), 307)

@@ -16,7 +16,7 @@ from common.audio import support as audio_support
 from common.errors import NotFound, ServiceUnavailable, StorageUnavailable
 from common.schemas import EngineCapabilities, ErrorEnvelope, WorkerHeartbeat
 from common.storage import CONTENT_TYPES, LocalStorage
-from common.workers import alive_workers
+from common.workers import alive_workers, alive_workers_async
 
 router = APIRouter(tags=["system"])
 
@@ -52,8 +52,8 @@ class EngineInfo(BaseModel):
 @router.get("/health", response_model=Health, summary="Liveness (no key needed)")
 async def health(svc: Svc) -> Health:
     try:
-        workers = await run_in_threadpool(alive_workers, svc.store.redis)
-    except redis.RedisError:
+        workers = await alive_workers_async(svc.aredis)
+    except (redis.RedisError, OSError):
         return Health(
             status="degraded",
             model_loaded=False,
