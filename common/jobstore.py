@@ -335,10 +335,13 @@ class JobStore:
         duration_s: float,
         warnings: list[str],
         upload_lease_s: float = 20.0,
+        message: Message | None = None,
     ) -> bool:
         """Hand the audio to the uploader. False when the job was canceled or taken over.
 
-        The upload task must start within `upload_lease_s`, or the sweeper sends another.
+        With `message` (`queue.upload_message`) the upload task is pushed in the same
+        transaction. The upload task must start within `upload_lease_s`, or the sweeper sends
+        another.
         """
 
         def change(job: JobRecord, pipe: Pipeline) -> bool:
@@ -354,6 +357,8 @@ class JobStore:
             job.metrics.rtf = round(synth_s / duration_s, 4) if duration_s > 0 else None
             job.warnings = warnings
             pipe.set(keys.job_audio_handoff(job.id), wav, ex=int(self.job_ttl.total_seconds()))
+            if message is not None:
+                pipe.lpush(*message(job))
             note_synthesis_time(pipe, synth_s)
             metrics.on_synthesized(pipe, synth_s, duration_s)
             return True

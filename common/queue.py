@@ -151,7 +151,20 @@ def publish_synthesis(
 def synthesis_message(app: Celery, job_id: str, priority: int = 0) -> tuple[str, bytes]:
     """The broker list and the bytes `publish_synthesis` would push there, for the job store
     to push in the job's own transaction (`JobStore.create(message=...)`): a stored job and its
-    message then exist together or not at all, in one round trip.
+    message then exist together or not at all, in one round trip."""
+    return task_message(app, keys.TASK_SYNTHESIZE, keys.SYNTH_QUEUE, job_id, priority)
+
+
+def upload_message(app: Celery, job_id: str) -> tuple[str, bytes]:
+    """`publish_upload`'s message, pushed in the transaction that hands the audio over
+    (`JobStore.mark_synthesized(message=...)`)."""
+    return task_message(app, keys.TASK_UPLOAD, keys.IO_QUEUE, job_id)
+
+
+def task_message(
+    app: Celery, task: str, queue: str, job_id: str, priority: int = 0
+) -> tuple[str, bytes]:
+    """The broker list and the bytes `send_task(task, args=[job_id], queue=queue)` pushes.
 
     Built with Celery's own task-message code (`amqp.create_task_message`, protocol 2), in
     kombu's Redis transport envelope (`virtual.Channel.prepare_message` and
@@ -162,7 +175,7 @@ def synthesis_message(app: Celery, job_id: str, priority: int = 0) -> tuple[str,
     task_id = uuid()
     headers, properties, body, _ = app.amqp.create_task_message(
         task_id,
-        keys.TASK_SYNTHESIZE,
+        task,
         [job_id],
         {},
         root_id=task_id,
@@ -177,15 +190,13 @@ def synthesis_message(app: Celery, job_id: str, priority: int = 0) -> tuple[str,
         "properties": {
             **properties,
             "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": keys.SYNTH_QUEUE},
+            "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": priority,
             "body_encoding": "base64",
             "delivery_tag": uuid(),
         },
     }
-    lists = dict(
-        zip(keys.BROKER_PRIORITY_STEPS, keys.broker_queue_lists(keys.SYNTH_QUEUE), strict=True)
-    )
+    lists = dict(zip(keys.BROKER_PRIORITY_STEPS, keys.broker_queue_lists(queue), strict=True))
     return lists[priority], json.dumps(message).encode()
 
 

@@ -25,7 +25,7 @@ from common.errors import TtsqError
 from common.jobstore import JobStore, utcnow
 from common.netguard import parse_cidrs
 from common.priority import publish_job_id
-from common.queue import connect_redis, publish_upload, publish_webhook
+from common.queue import connect_redis, publish_upload, publish_webhook, upload_message
 from common.resultcache import ResultCache
 from common.schemas import WorkerHeartbeat
 from common.settings import Settings
@@ -185,6 +185,7 @@ def start_synth(settings: Settings, app: Celery) -> Runtime:
         url_voices=url_voices,
         uploaded_voices=UploadedVoices(VoiceStore(client), storage, url_voices.cache),
         results=ResultCache(client, storage) if settings.result_cache else None,
+        upload_message=lambda job: upload_message(app, job.id),
     )
     _current.pipeline = synthesis_pipeline(_current, _current.synthesizer, app)
     return _current
@@ -205,7 +206,7 @@ def synthesis_pipeline(
         job_id = prepared.job.id
         try:
             outcome = _patiently(lambda: synthesizer.finish(prepared, spoken))
-            if outcome.next == Next.upload:
+            if outcome.next == Next.upload:  # not sent with the hand-off (`Next.uploading`)
                 # Lost (an outage past the retries): the sweeper resends it once the lease passes.
                 _patiently(lambda: publish_upload(app, job_id))
         finally:

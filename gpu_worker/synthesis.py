@@ -19,7 +19,7 @@ import redis
 from common.audio import from_pcm16, pcm16
 from common.capabilities import check as check_capabilities
 from common.errors import PermanentError, TransientError
-from common.jobstore import ClaimResult, JobStore
+from common.jobstore import ClaimResult, JobStore, Message
 from common.resultcache import ResultCache
 from common.schemas import JobRecord, JobRequest, JobStatus
 from common.wav import encode_wav
@@ -37,6 +37,8 @@ class Next(StrEnum):
     done = "done"
     #: The audio waits in the hand-off; send an upload task.
     upload = "upload"
+    #: The audio waits in the hand-off, and its upload task was sent with it.
+    uploading = "uploading"
     #: The job went back to the queue, in the outbox: the sweeper sends it after `retry_in`
     #: seconds (never a delayed message, which a dead worker would hold unacked for hours).
     retry = "retry"
@@ -87,6 +89,9 @@ class Synthesizer:
     url_voices: UrlVoices | None = None
     uploaded_voices: UploadedVoices | None = None
     results: ResultCache | None = None
+    #: The upload task's message (`queue.upload_message`), pushed in the transaction that
+    #: hands the audio over; without it `finish` says `Next.upload` and the caller sends it.
+    upload_message: Message | None = None
 
     def run(self, job_id: str) -> SynthesisOutcome:
         prepared = self.prepare(job_id)
@@ -174,11 +179,12 @@ class Synthesizer:
             duration_s=out.duration_s,
             warnings=out.warnings,
             upload_lease_s=self.upload_lease_s,
+            message=self.upload_message,
         ):
             log.info("audio discarded: the job was canceled or taken over meanwhile")
             return SynthesisOutcome(Next.done)
         log.info("synthesised %.2fs of audio in %.2fs", out.duration_s, spoken.synth_s)
-        return SynthesisOutcome(Next.upload)
+        return SynthesisOutcome(Next.upload if self.upload_message is None else Next.uploading)
 
     def _settle(self, exc: Exception, job: JobRecord) -> SynthesisOutcome:
         """A job that raised: failed for good, or back in the queue for another attempt."""

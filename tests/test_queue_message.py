@@ -1,5 +1,5 @@
-"""The synthesis message the job store pushes itself (`common/queue.synthesis_message`) is the
-one Celery's `send_task` pushes, and a real worker runs it."""
+"""The synthesis and upload messages the job store pushes itself (`common/queue.task_message`)
+are the ones Celery's `send_task` pushes, and a real worker runs them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ import pytest
 import redis
 
 from common import keys
-from common.queue import make_celery, publish_synthesis, synthesis_message
+from common.queue import (
+    make_celery,
+    publish_synthesis,
+    publish_upload,
+    synthesis_message,
+    upload_message,
+)
 from common.settings import Settings
 from tests.support.servers import RedisServer
 
@@ -45,5 +51,20 @@ def test_the_message_is_the_one_send_task_pushes(tmp_path: Path, priority: int) 
         assert (
             headers["id"] == headers["root_id"] == json.loads(ours)["properties"]["correlation_id"]
         )
+    finally:
+        server.stop()
+
+
+def test_the_upload_message_is_the_one_send_task_pushes(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        app = make_celery(Settings(redis_url=server.url))
+        client = redis.Redis.from_url(server.url)
+        job_id = "0123456789abcdef0123456789abcdef"
+        publish_upload(app, job_id)
+        queue_list, ours = upload_message(app, job_id)
+        assert queue_list == keys.IO_QUEUE
+        (theirs,) = client.lrange(queue_list, 0, -1)
+        assert shape(ours) == shape(theirs)
     finally:
         server.stop()
