@@ -21,6 +21,8 @@ from common.storage import make_storage
 from common.voicestore import VoiceStore
 
 log = logging.getLogger(__name__)
+#: The routes whose bodies may be as large as `TTS_MAX_BATCH_BODY_BYTES`.
+BATCH_PATHS = ("/v1/batches", "/synthesize/batch")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimit,
         max_bytes=settings.max_body_bytes,
         uploads={"/v1/voices": settings.max_upload_bytes + voices.FORM_OVERHEAD_BYTES},
+        larger={path: settings.max_batch_body_bytes for path in BATCH_PATHS},
     )
     if settings.allowed_cidrs:
         app.add_middleware(

@@ -20,11 +20,18 @@ DRAIN_MAX_BYTES = 1024 * 1024
 
 class BodyLimit:
     def __init__(
-        self, app: ASGIApp, *, max_bytes: int, uploads: dict[str, int] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        uploads: dict[str, int] | None = None,
+        larger: dict[str, int] | None = None,
     ) -> None:
         self.app, self.max_bytes = app, max_bytes
         #: Paths that take a multipart upload, each with its own limit (`POST /v1/voices`).
         self.uploads = uploads or {}
+        #: JSON paths with a limit of their own (batches).
+        self.limits = {**(larger or {}), **self.uploads}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -42,7 +49,7 @@ class BodyLimit:
             return
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
-        max_bytes = self.uploads.get(scope["path"], self.max_bytes)
+        max_bytes = self.limits.get(scope["path"], self.max_bytes)
         if length is not None and (not length.isdigit() or int(length) > max_bytes):
             if length.isdigit() and int(length) <= DRAIN_MAX_BYTES:
                 await _drain(receive)

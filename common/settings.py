@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     signing_key: SecretStr | None = None
     max_text_chars: int = Field(default=2000, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: The largest body of `POST /v1/batches` and `POST /synthesize/batch`: up to 1000 items
+    #: of long lines (2000 characters of Chinese are 6 KB of UTF-8).
+    max_batch_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     #: The largest voice file `POST /v1/voices` takes (refused before it is read whole).
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     #: The longest voice it takes, in seconds.

@@ -128,6 +128,18 @@ def test_a_bad_item_refuses_the_whole_batch_and_nothing_is_enqueued(hooked: Stac
     assert listed.json()["data"] == []
 
 
+def test_a_batch_may_be_larger_than_a_job_body(hooked: Stack) -> None:
+    # 300 lines of 500 characters: about 160 KB, above the 64 KiB a job's body may be. The
+    # last item is bad, so the answer proves the whole body was read, and nothing is stored.
+    items: list[dict[str, Any]] = [{"ref": f"s{i}", "text": "配音" * 250} for i in range(300)]
+    items[-1]["speed"] = 9
+    r = post(hooked, "/v1/batches", {"items": items}, owner="dave")
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["message"].startswith("items.299.speed")
+    r = post(hooked, "/v1/jobs", {"text": "配音" * 250, "metadata": {"pad": "x" * 100_000}})
+    assert r.status_code == 413 and "65536 bytes" in r.json()["error"]["message"]
+
+
 def test_idempotent_job_submits_make_one_job_even_when_concurrent(hooked: Stack) -> None:
     body = {"text": "once only", "metadata": {"probe": "idem-job"}}
     with ThreadPoolExecutor(8) as pool:
