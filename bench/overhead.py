@@ -6,7 +6,11 @@ the median and <= 1.15 at p99 with a 0.3 s engine (issue 14, target 2).
 A real stack (Redis, `ttsq api`, `ttsq worker`, `ttsq io`, S3 server, on loopback). Each job
 is one `POST /v1/jobs` with `Prefer: wait=60` on a kept-alive connection (how the drop-in
 `/synthesize` and a waiting client see it); its latency (request sent to `200` with the
-succeeded job) is divided by its `metrics.synth_s`, the engine's own time. Prints JSON.
+succeeded job) is divided by its `metrics.synth_s`, the engine's own time. Prints JSON, with
+the median of each stage between the request and the answer (from the job's own timestamps,
+and the engine's start and end as `ScriptedEngine` records them), so the overhead left is
+visible by where it is spent. `--storage local` runs the stack on local-disk storage (what
+`make run` uses) instead of the S3 server.
 """
 
 from __future__ import annotations
@@ -16,36 +20,66 @@ import json
 import statistics
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
+import redis as redis_client
 
 from bench.engine_vs_queue import pct
+from common import keys
 from tests.support.servers import RedisServer, S3Server
 from tests.support.stack import Stack
 
 MEDIAN, P99 = 1.05, 1.15
 
 
+def stages(
+    sent: float, answered: float, record: dict[str, Any], engine: list[float]
+) -> dict[str, float]:
+    """Seconds spent in each stage of one job, in order; they add up to its latency."""
+
+    def at(field: str) -> float:
+        return datetime.fromisoformat(record[field]).timestamp()
+
+    marks = [
+        ("request_to_stored", at("created_at")),
+        ("stored_to_claimed", at("started_at")),  # the broker's delivery, the claim
+        ("claimed_to_engine", engine[0]),
+        ("engine", engine[1]),
+        ("engine_to_handed_off", at("stage_at")),  # WAV, hand-off, upload message
+        ("handed_off_to_stored", at("finished_at")),  # delivery, post-processing, storage
+        ("ended_to_answer", answered),  # the wait's wake-up, the answer, the client
+    ]
+    out, last = {}, sent
+    for name, mark in marks:
+        out[name], last = mark - last, mark
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=60)
     parser.add_argument("--engine-s", type=float, default=0.3)
+    parser.add_argument("--storage", choices=["s3", "local"], default="s3")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ttsq-bench-"))
     redis = RedisServer(tmp / "redis").start()
-    s3 = S3Server().start()
+    s3 = S3Server().start() if args.storage == "s3" else None
     stack = Stack(tmp, redis, s3, TTS_BACKEND="tests.support.engines:ScriptedEngine").start()
-    ratios, latencies = [], []
+    records = redis_client.Redis.from_url(redis.url)
+    ratios, latencies, spent = [], [], []
     http = httpx.Client(
         base_url=stack.url, headers={**stack.headers(), "Prefer": "wait=60"}, timeout=90
     )
     try:
         for i in range(args.jobs + 2):
             body = {"text": f"Line {i}.", "metadata": {"script": f"sleep:{args.engine_s}"}}
-            started = time.perf_counter()
+            sent, started = time.time(), time.perf_counter()
             answer = http.post("/v1/jobs", json=body)
             latency = time.perf_counter() - started
+            answered = time.time()
             done = answer.json()
             if answer.status_code != 200 or done["status"] != "succeeded":
                 raise SystemExit(f"job did not succeed in the wait: {answer.status_code} {done}")
@@ -53,10 +87,15 @@ def main() -> None:
                 continue  # warm-up
             latencies.append(latency)
             ratios.append(latencies[-1] / float(done["metrics"]["synth_s"]))
+            record = json.loads(records.get(keys.job(done["id"])) or b"{}")
+            spans = (stack.ledger / "engine-spans").read_text().splitlines()
+            engine = [float(x) for x in spans[-1].split()]  # one job at a time: the last
+            spent.append(stages(sent, answered, record, engine))
     finally:
         http.close()
         stack.stop()
-        s3.stop()
+        if s3 is not None:
+            s3.stop()
         redis.stop()
     median, p99 = statistics.median(ratios), pct(ratios, 0.99)
     print(
@@ -64,9 +103,14 @@ def main() -> None:
             {
                 "jobs": args.jobs,
                 "engine_s": args.engine_s,
+                "storage": args.storage,
                 "latency_s_median": round(statistics.median(latencies), 4),
                 "ratio_median": round(median, 4),
                 "ratio_p99": round(p99, 4),
+                "stage_ms_median": {
+                    name: round(statistics.median(s[name] for s in spent) * 1000, 1)
+                    for name in spent[0]
+                },
                 "target": f"median <= {MEDIAN}, p99 <= {P99}",
                 "met": median <= MEDIAN and p99 <= P99,
             },
