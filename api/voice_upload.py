@@ -14,7 +14,13 @@ import numpy as np
 from common.audio import decode, duration_s, encode, to_mono
 from common.errors import ApiError, Unprocessable
 from common.schemas import JobRequest
-from common.voice_schemas import MODEL_PROMPT_S, is_uploaded_voice
+from common.storage import Storage
+from common.voice_schemas import (
+    MODEL_PROMPT_S,
+    VoiceRecord,
+    is_uploaded_voice,
+    voice_object_key,
+)
 from common.voicestore import VoiceStore
 
 MIN_VOICE_S = 1.0
@@ -34,6 +40,38 @@ class CheckedVoice:
     duration_s: float
     sample_rate: int
     warnings: list[str]
+
+
+def store_voice(
+    voices: VoiceStore,
+    storage: Storage,
+    owner: str,
+    checked: CheckedVoice,
+    *,
+    name: str,
+    metadata: dict[str, str],
+) -> tuple[VoiceRecord, bool]:
+    """Store the audio, then the record (a record never names missing audio; a failed put
+    stores nothing), under the object's lock. Returns the voice and whether it is new."""
+    with voices.object_lock(checked.sha256):
+        storage.put(voice_object_key(checked.sha256), checked.wav, "audio/wav")
+        return voices.create(
+            owner,
+            name=name,
+            metadata=metadata,
+            sha256=checked.sha256,
+            duration_s=checked.duration_s,
+            sample_rate=checked.sample_rate,
+        )
+
+
+def delete_voice_and_audio(voices: VoiceStore, storage: Storage, voice_id: str, owner: str) -> None:
+    """Delete the caller's voice, and its stored audio when no other voice uses it."""
+    voice = voices.get_owned(voice_id, owner)
+    with voices.object_lock(voice.sha256):
+        voice, unused = voices.delete(voice_id, owner)
+        if unused:
+            storage.delete(voice.object_key)
 
 
 def check_voice_audio(data: bytes, *, max_s: float) -> CheckedVoice:

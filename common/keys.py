@@ -108,6 +108,12 @@ def voice_object_users(sha256: str) -> str:
     return f"{PREFIX}:voice-object:{sha256}:users"
 
 
+def voice_object_lock(sha256: str) -> str:
+    """A lock held while the object `voices/<sha256>.wav` is stored and its user added, or its
+    last user removed and the object deleted (`VoiceStore.object_lock`)."""
+    return f"{PREFIX}:voice-object:{sha256}:lock"
+
+
 # -- webhooks, batches, idempotency (common/webhooks.py, batchstore.py, idempotency.py) -------
 
 

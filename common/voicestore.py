@@ -3,7 +3,10 @@
 A voice's id derives from its owner and its audio, so the same audio uploaded twice by one
 key is one voice (the second upload answers the first's record). Its audio is one storage
 object per content (`voices/<sha256>.wav`), shared by every key that uploaded it: the object
-goes with the last voice that uses it.
+goes with the last voice that uses it. Storing the object and adding its user, and removing
+its last user and deleting the object, each run under one lock per object
+(`object_lock`), so an upload of the same audio by another key never lands between a delete's
+check and its removal of the object.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from datetime import UTC, datetime
 from typing import cast
 
 import redis
+from redis.lock import Lock
 
 from common import keys
 from common.errors import NotFound
@@ -24,6 +28,10 @@ from common.voice_schemas import VoiceRecord
 
 def voice_id_for(owner: str, sha256: str) -> str:
     return "v_" + hashlib.sha256(f"{owner}\0{sha256}".encode()).hexdigest()[:32]
+
+
+#: How long an object lock lasts if its holder dies: beyond a storage call's own timeouts.
+OBJECT_LOCK_S = 120
 
 
 class VoiceStore:
@@ -79,6 +87,16 @@ class VoiceStore:
         pipe.sadd(keys.voice_object_users(sha256), record.id)
         pipe.execute()
         return record, True
+
+    def object_lock(self, sha256: str) -> Lock:
+        """Hold it around storing a voice's object and `create`, and around `delete` and
+        deleting the object it leaves unused."""
+        return Lock(
+            self.redis,
+            keys.voice_object_lock(sha256),
+            timeout=OBJECT_LOCK_S,
+            blocking_timeout=OBJECT_LOCK_S,
+        )
 
     def delete(self, voice_id: str, owner: str) -> tuple[VoiceRecord, bool]:
         """Remove the voice; returns it and whether its stored audio is now unused."""

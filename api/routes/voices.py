@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import Owner, Svc
 from api.errors import describe_errors
-from api.voice_upload import check_voice_audio
+from api.voice_upload import check_voice_audio, delete_voice_and_audio, store_voice
 from common.errors import ApiError, Conflict, NotFound, Unprocessable
 from common.schemas import VOICE_ID_PATTERN, ErrorEnvelope
 from common.voice_schemas import (
@@ -25,7 +25,6 @@ from common.voice_schemas import (
     VoiceRecord,
     VoiceResource,
     is_uploaded_voice,
-    voice_object_key,
 )
 
 router = APIRouter(tags=["voices"])
@@ -102,19 +101,8 @@ async def upload_voice(
     if len(data) > limit:
         raise TooLarge(f"file: over the limit of {limit} bytes (TTS_MAX_UPLOAD_BYTES)")
     checked = await run_in_threadpool(check_voice_audio, data, max_s=svc.settings.max_voice_s)
-    # Stored before the record: a record never names missing audio. A failed put stores nothing.
-    await run_in_threadpool(
-        svc.storage.put, voice_object_key(checked.sha256), checked.wav, "audio/wav"
-    )
     voice, new = await run_in_threadpool(
-        lambda: svc.voices.create(
-            owner,
-            name=checked_name,
-            metadata=meta,
-            sha256=checked.sha256,
-            duration_s=checked.duration_s,
-            sample_rate=checked.sample_rate,
-        )
+        store_voice, svc.voices, svc.storage, owner, checked, name=checked_name, metadata=meta
     )
     response.status_code = 201 if new else 200
     response.headers["Location"] = f"{svc.settings.base_url}/v1/voices/{voice.id}"
@@ -178,7 +166,5 @@ async def delete_voice(voice_id: VoiceIdParam, svc: Svc, owner: Owner) -> Respon
                 code="voice_shared",
             )
         raise NotFound(f"no voice {voice_id!r}", code="voice_not_found")
-    voice, unused = await run_in_threadpool(svc.voices.delete, voice_id, owner)
-    if unused:
-        await run_in_threadpool(svc.storage.delete, voice.object_key)
+    await run_in_threadpool(delete_voice_and_audio, svc.voices, svc.storage, voice_id, owner)
     return Response(status_code=204)
