@@ -5,10 +5,11 @@ FastAPI endpoint that only calls Celery's `delay()` (issue 14, target 3).
 
 Needs `wrk` (Debian/Ubuntu: `apt-get install wrk`); a Python load generator tops out near
 300 requests/s on a small machine and would measure itself. Without `wrk` on PATH it says so
-and measures nothing. A real stack on loopback; the synthesis worker holds a long job so that
-accepted jobs stay queued; `wrk -t2 -c32` runs against `/health`, then `POST /v1/jobs`, then
-the same POST against `bench/plain_delay_app.py` (its own uvicorn process, served as `ttsq api`
-serves, sending to a queue no worker reads on the stack's Redis).
+and measures nothing. A real stack on loopback, with the result cache on as deployed (each
+submit reads it, then stores the job and its message in one transaction); the synthesis worker
+holds a long job so that accepted jobs stay queued; `wrk -t2 -c32` runs against `/health`,
+then `POST /v1/jobs`, then the same POST against `bench/plain_delay_app.py` (its own uvicorn
+process, served as `ttsq api` serves, sending to a queue no worker reads on the stack's Redis).
 """
 
 from __future__ import annotations
@@ -82,7 +83,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ttsq-bench-"))
     redis = RedisServer(tmp / "redis").start()
     s3 = S3Server().start()
-    stack = Stack(tmp, redis, s3, TTS_BACKEND="tests.support.engines:ScriptedEngine").start()
+    # The result cache on, as deployed (the test stack turns it off): a submit reads it first.
+    stack = Stack(
+        tmp, redis, s3, TTS_BACKEND="tests.support.engines:ScriptedEngine", TTS_RESULT_CACHE="true"
+    ).start()
     try:
         stack.submit(text="hold the worker", metadata={"script": "sleep:600"})
         script = tmp / "post.lua"
