@@ -1,9 +1,10 @@
 """Learning that a job ended without polling: one Redis subscription per API process.
 
-The job store publishes a job's id on `keys.JOB_ENDED_CHANNEL` in the transaction that ends
-it. Each API process holds one subscription (a `redis.asyncio` connection, started on first
-use, in the process's event loop) and wakes that job's waiters, which then read its record
-once. So 500 requests holding `Prefer: wait` cost Redis nothing while they wait.
+The job store publishes a job's ended record on `keys.JOB_ENDED_CHANNEL` in the transaction
+that ends it. Each API process holds one subscription (a `redis.asyncio` connection, started
+on first use, in the process's event loop) and wakes that job's waiters with the record, so
+they answer without reading it. So 500 requests holding `Prefer: wait` cost Redis nothing
+while they wait, and one that ends costs it nothing more.
 
 Pub/sub is not durable: a message published while the subscription is down is lost. So each
 time the subscription comes up, every waiter reads its job again; and while it is down, every
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Iterator
 
@@ -25,21 +27,29 @@ from common import keys
 log = logging.getLogger(__name__)
 
 
+class Woken(asyncio.Event):
+    """Set when the job may have ended; `record` is its ended record (JSON) when the
+    announcement brought it, None when the waiter must read it (a restart of the
+    subscription, or polling while it is down)."""
+
+    record: bytes | None = None
+
+
 class EndWatcher:
     def __init__(self, url: str, *, fallback_s: float = 1.0, health_check_s: int = 15) -> None:
         self.url, self.fallback_s, self.health_check_s = url, fallback_s, health_check_s
         self.subscribed = False
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[Woken]] = {}
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @contextlib.contextmanager
-    def watch(self, job_id: str) -> Iterator[asyncio.Event]:
+    def watch(self, job_id: str) -> Iterator[Woken]:
         """An event set when `job_id` may have ended (and once at the start, so the caller
         reads the record after subscribing: an end just before cannot be missed). The caller
         clears it, reads the record, and waits again."""
         self._ensure_listening()
-        event = asyncio.Event()
+        event = Woken()
         event.set()
         self._waiters.setdefault(job_id, set()).add(event)
         try:
@@ -78,7 +88,7 @@ class EndWatcher:
                     while True:
                         message = await pubsub.get_message(timeout=self.health_check_s)
                         if message is not None:
-                            self._wake(message["data"].decode())
+                            self._wake(message["data"])
             except (redis.RedisError, OSError) as exc:
                 if self.subscribed:
                     log.warning("job-end subscription lost (%s); waiters poll meanwhile", exc)
@@ -89,8 +99,12 @@ class EndWatcher:
             self._wake_all()
             await asyncio.sleep(self.fallback_s)
 
-    def _wake(self, job_id: str) -> None:
+    def _wake(self, data: bytes) -> None:
+        # An id alone is what a worker of an older release announces: its waiters read.
+        record = data if data.startswith(b"{") else None
+        job_id = json.loads(data)["id"] if record is not None else data.decode()
         for event in self._waiters.get(job_id, ()):
+            event.record = record
             event.set()
 
     def _wake_all(self) -> None:

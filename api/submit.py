@@ -157,8 +157,9 @@ def _publish(svc: Services, job: JobRecord) -> JobRecord:
 
 
 async def wait_for_end(svc: Services, job: JobRecord, wait_s: float) -> JobRecord:
-    """Wait until the job ends or `wait_s` passes, reading its record only when told it may
-    have ended (`api/ends.py`): no thread is held and Redis is not polled while waiting."""
+    """Wait until the job ends or `wait_s` passes. No thread is held and Redis is not polled
+    while waiting: the end is announced with the ended record (`api/ends.py`), and the record
+    is read only when the subscription could not bring it."""
     deadline = time.monotonic() + wait_s
     with svc.ends.watch(job.id) as maybe_ended:
         while not job.status.terminal:
@@ -167,6 +168,10 @@ async def wait_for_end(svc: Services, job: JobRecord, wait_s: float) -> JobRecor
             except TimeoutError:
                 break
             maybe_ended.clear()
+            record, maybe_ended.record = maybe_ended.record, None
+            if record is not None:  # the same id, so the same owner
+                job = JobRecord.model_validate_json(record)
+                continue
             try:
                 job = await svc.store.get_owned_async(job.id, job.owner)
             except OUTAGE as exc:

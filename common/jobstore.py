@@ -545,7 +545,6 @@ class JobStore:
         pipe.delete(keys.job_audio_handoff(job.id))
         emit_job_event(pipe, job, END_EVENTS[status], now, self._ttl_s)
         metrics.on_end(pipe, job)
-        pipe.publish(keys.JOB_ENDED_CHANNEL, job.id)
 
     def _async(self) -> aioredis.Redis:
         if self.aredis is None:
@@ -580,6 +579,9 @@ class JobStore:
             after = job.model_dump_json()
             if after != raw.decode():
                 pipe.set(key, after)
+            if job.status.terminal and not before[0][0].terminal:
+                # The end, announced with the ended record: a waiter answers from it.
+                pipe.publish(keys.JOB_ENDED_CHANNEL, after)
             out.append((result, job))
 
         self.redis.transaction(txn, key)

@@ -12,7 +12,7 @@ import redis
 
 from api.ends import EndWatcher
 from common.jobstore import JobStore
-from common.schemas import JobRequest
+from common.schemas import JobRecord, JobRequest
 from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -48,6 +48,8 @@ def test_a_waiter_is_woken_when_its_job_ends_and_only_then(own_redis: RedisServe
             assert not await woken(ended, 0.5)
             await asyncio.to_thread(store.fail, job.id, "x", "this job")
             assert await woken(ended, 2)
+            assert ended.record is not None  # the ended record came with the announcement
+            assert JobRecord.model_validate_json(ended.record) == store.get(job.id)
         await watcher.close()
 
     asyncio.run(main())
