@@ -23,6 +23,8 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("bench.gpu_busy", [], ["--jobs", "40"]),
     ("bench.overhead", [], ["--jobs", "20"]),
+    # The same on local disk: ttsq's own overhead, without the S3 server's PUT (moto, ~6 ms).
+    ("bench.overhead", ["--storage", "local"], ["--jobs", "20", "--storage", "local"]),
     ("bench.submit_wrk", [], ["--seconds", "5"]),
     ("bench.postprocess_offpath", [], ["--jobs", "10"]),
     ("bench.engine_vs_queue", [], ["--jobs", "8"]),
