@@ -85,14 +85,22 @@ def connect_redis(settings: Settings) -> redis.Redis:
     )
 
 
+#: The event-loop client's connections. A request holds one only for its round trip; a burst
+#: beyond this many waits for one (up to `socket_timeout`) rather than failing.
+ASYNC_MAX_CONNECTIONS = 64
+
+
 def connect_redis_async(settings: Settings) -> aioredis.Redis:
     """The API's event-loop client (`redis.asyncio`), for the requests that only touch Redis:
     no thread-pool hop (a thread switch each way) per call."""
-    return aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         redis_url(settings),
+        max_connections=ASYNC_MAX_CONNECTIONS,
+        timeout=_CONNECTION["socket_timeout"],
         retry=AsyncRetry(ExponentialBackoff(cap=2.0, base=0.1), retries=6),
         **_CONNECTION,
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def make_celery(settings: Settings, main: str = "ttsq") -> Celery:

@@ -7,6 +7,7 @@ a real Celery app pointed at a port nothing listens on.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from api.app import create_app
 from api.deps import Services
 from common import keys
 from common.jobstore import JobStore
-from common.queue import make_celery
+from common.queue import ASYNC_MAX_CONNECTIONS, make_celery
 from common.schemas import JobRequest, JobStatus
 from common.settings import Settings
 from tests.support.servers import RedisServer, free_port
@@ -309,3 +310,16 @@ def test_ready_answers_503_naming_what_is_missing(api: Api) -> None:
     assert r.status_code == 503
     error = r.json()["error"]
     assert error["code"] == "not_ready" and "no synthesis worker" in error["message"]
+
+
+# -- a burst of submits: more at once than the event loop's Redis connections -----------------
+
+
+def test_a_burst_of_submits_waits_for_redis_connections_and_every_one_is_accepted(
+    api: Api,
+) -> None:
+    n = 3 * ASYNC_MAX_CONNECTIONS
+    with ThreadPoolExecutor(n) as pool:  # each request waits on the app's event loop at once
+        answers = list(pool.map(lambda i: api.submit(text=f"burst {i}").status_code, range(n)))
+    assert answers == [202] * n
+    assert api.messages() == n
