@@ -13,8 +13,8 @@ requests, each on a new connection; it reads Redis, so it is kept out of the win
 
 - the few side: idle; `--few` waiters (their jobs are then cancelled, which answers them and
   times how soon); `--few` waiters again with other jobs queued, so that the store holds as
-  many jobs as on the many side (the workers' heartbeat reads SCAN the whole keyspace, so
-  Redis's rate grows with the stored jobs, waited on or not);
+  many jobs as on the many side, so that only the waiting differs (the sweeper's reads grow
+  with the stored jobs, waited on or not);
 - the many side: idle (the reference for `/health`); `--waiters` waiters.
 
 Beside each rate: the busiest commands, Redis's client count, and the API process's CPU use
@@ -237,8 +237,8 @@ async def few_side(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.wait_for(asyncio.gather(*waiters.tasks), args.wait_s + 10)
         few["answered_after_cancel_s"] = round(time.monotonic() - started, 2)
         few["answers"] = dict(Counter(waiters.ended.values()))
-        # As many jobs in the store as the many side will have: the heartbeat reads SCAN the
-        # whole keyspace, so their cost grows with the stored jobs, waited on or not.
+        # As many jobs in the store as the many side will have, so that only the waiting
+        # differs: the sweeper's reads grow with the stored jobs, waited on or not.
         others = args.waiters - 2 * args.few
         await submit_plain(stack, others)
         filled = {"other_jobs_queued": others, **await phase(stack, waiters, args.few, args, rc)}
