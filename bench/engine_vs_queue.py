@@ -18,16 +18,13 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
+from bench.stack import bench_stack
 from common.schemas import JobRequest
 from common.settings import Settings
 from gpu_worker.engines import load_engine
-from tests.support.servers import RedisServer, S3Server
-from tests.support.stack import Stack
 
 LINES = [
     "今天的会议改到下午三点。",
@@ -63,12 +60,7 @@ def direct(requests: list[JobRequest]) -> dict[str, Any]:
 
 
 def through_queue(requests: list[JobRequest], backend: str) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="ttsq-bench-"))
-    redis = RedisServer(tmp / "redis").start()
-    s3 = S3Server().start()
-    env = {"TTS_BACKEND": backend}
-    stack = Stack(tmp, redis, s3, **env).start()
-    try:
+    with bench_stack(TTS_BACKEND=backend) as stack:
         latency, overhead = [], []
         for request in requests:
             body = request.model_dump(exclude_none=True, exclude_defaults=True)
@@ -93,10 +85,6 @@ def through_queue(requests: list[JobRequest], backend: str) -> dict[str, Any]:
             "overhead_s_p95": pct(overhead, 0.95),
             "batch_jobs_per_s": len(ids) / batch_s,
         }
-    finally:
-        stack.stop()
-        s3.stop()
-        redis.stop()
 
 
 def main() -> None:

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 from bench.delay_proxy import DelayProxy
 from bench.postprocess_offpath import ROUNDS, one_round
-from tests.support.servers import RedisServer, S3Server
-from tests.support.stack import Stack
+from bench.stack import bench_stack
+from tests.support.servers import S3Server
 
 TARGET = 0.99
 
@@ -61,33 +59,28 @@ def main() -> None:
     parser.add_argument("--engine-s", type=float, default=0.3)
     parser.add_argument("--storage-delay-s", type=float, default=0.3)
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="ttsq-bench-"))
-    redis = RedisServer(tmp / "redis").start()
-    s3 = S3Server().start()
-    proxy = DelayProxy(s3.port, args.storage_delay_s).start()
     hooks = Hooks()
-    stack = Stack(
-        tmp,
-        redis,
-        s3,
-        TTS_BACKEND="tests.support.engines:ScriptedEngine",
-        TTS_S3_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}",
-        TTS_FETCH_ALLOW_CIDRS="127.0.0.0/8",  # the webhook receiver is on loopback
-    ).start()
     rounds = {
         "wav": ROUNDS["wav"],
         "mp3_with_webhooks": {**ROUNDS["mp3"], "webhook_url": hooks.url},
     }
+
+    def through_proxy(s3: S3Server) -> dict[str, str]:
+        proxy = DelayProxy(s3.port, args.storage_delay_s).start()
+        return {"TTS_S3_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"}
+
     try:
-        one_round(stack, ROUNDS["wav"], 4, 0)  # warm both workers
-        results = {
-            name: one_round(stack, body, args.jobs, args.engine_s) for name, body in rounds.items()
-        }
-        time.sleep(3)  # the last deliveries
+        with bench_stack(
+            s3_settings=through_proxy,
+            TTS_FETCH_ALLOW_CIDRS="127.0.0.0/8",  # the webhook receiver is on loopback
+        ) as stack:
+            one_round(stack, ROUNDS["wav"], 4, 0)  # warm both workers
+            results = {
+                name: one_round(stack, body, args.jobs, args.engine_s)
+                for name, body in rounds.items()
+            }
+            time.sleep(3)  # the last deliveries
     finally:
-        stack.stop()
-        s3.stop()
-        redis.stop()
         hooks.shutdown()
     worst = min(r["busy_fraction"] for r in results.values())
     print(

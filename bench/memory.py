@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import httpx
 import redis
 
-from tests.support.servers import RedisServer, S3Server
+from bench.stack import bench_stack
 from tests.support.stack import TERMINAL, Stack
 
 TARGET = 1.10
@@ -130,17 +129,8 @@ def main() -> None:
     size = min(MAX_BATCH, args.first)
     if args.first % size or args.jobs % size or not 0 < args.first < args.jobs:
         raise SystemExit(f"--first and --jobs must be multiples of {size}, first < jobs")
-    tmp = Path(tempfile.mkdtemp(prefix="ttsq-bench-"))
-    redis_server = RedisServer(tmp / "redis").start()
-    s3 = S3Server().start()
-    stack = Stack(tmp, redis_server, s3, TTS_BACKEND="tests.support.engines:ScriptedEngine")
-    stack.start()
-    try:
+    with bench_stack() as stack:
         result = run(stack, args.jobs, args.first, size)
-    finally:
-        stack.stop()
-        s3.stop()
-        redis_server.stop()
     at_first, at_end = result["marks"][args.first], result["marks"][args.jobs]
     ratios = {
         name: round(at_end["rss_mb"][name] / mb, 3) for name, mb in at_first["rss_mb"].items()

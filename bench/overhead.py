@@ -18,19 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import redis as redis_client
 
 from bench.engine_vs_queue import pct
+from bench.stack import bench_stack
 from common import keys
-from tests.support.servers import RedisServer, S3Server
-from tests.support.stack import Stack
 
 MEDIAN, P99 = 1.05, 1.15
 
@@ -64,16 +61,16 @@ def main() -> None:
     parser.add_argument("--engine-s", type=float, default=0.3)
     parser.add_argument("--storage", choices=["s3", "local"], default="s3")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="ttsq-bench-"))
-    redis = RedisServer(tmp / "redis").start()
-    s3 = S3Server().start() if args.storage == "s3" else None
-    stack = Stack(tmp, redis, s3, TTS_BACKEND="tests.support.engines:ScriptedEngine").start()
-    records = redis_client.Redis.from_url(redis.url)
-    ratios, latencies, spent = [], [], []
-    http = httpx.Client(
-        base_url=stack.url, headers={**stack.headers(), "Prefer": "wait=60"}, timeout=90
-    )
-    try:
+    ratios: list[float] = []
+    latencies: list[float] = []
+    spent: list[dict[str, float]] = []
+    with (
+        bench_stack(storage=args.storage) as stack,
+        httpx.Client(
+            base_url=stack.url, headers={**stack.headers(), "Prefer": "wait=60"}, timeout=90
+        ) as http,
+    ):
+        records = redis_client.Redis.from_url(stack.redis.url)
         for i in range(args.jobs + 2):
             body = {"text": f"Line {i}.", "metadata": {"script": f"sleep:{args.engine_s}"}}
             sent, started = time.time(), time.perf_counter()
@@ -91,12 +88,6 @@ def main() -> None:
             spans = (stack.ledger / "engine-spans").read_text().splitlines()
             engine = [float(x) for x in spans[-1].split()]  # one job at a time: the last
             spent.append(stages(sent, answered, record, engine))
-    finally:
-        http.close()
-        stack.stop()
-        if s3 is not None:
-            s3.stop()
-        redis.stop()
     median, p99 = statistics.median(ratios), pct(ratios, 0.99)
     print(
         json.dumps(

@@ -27,13 +27,11 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from tests.support.servers import RedisServer, S3Server
+from bench.stack import SCRIPTED, bench_stack
 from tests.support.stack import Stack
 
 LINES = [
@@ -99,21 +97,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=40)
     parser.add_argument("--engine-s", type=float, default=0.25, help="seconds added per job")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="ttsq-bench-"))
-    redis = RedisServer(tmp / "redis").start()
-    s3 = S3Server().start()
-    backend = os.environ.get("TTS_BACKEND", "tests.support.engines:ScriptedEngine")
-    stack = Stack(tmp, redis, s3, TTS_BACKEND=backend).start()
-    try:
+    backend = os.environ.get("TTS_BACKEND", SCRIPTED)
+    with bench_stack(TTS_BACKEND=backend) as stack:
         one_round(stack, ROUNDS["wav"], 4, 0)  # warm both workers
         rounds = {
             name: one_round(stack, ROUNDS[name.removesuffix("_again")], args.jobs, args.engine_s)
             for name in ("wav", "mp3", "wav_again")
         }
-    finally:
-        stack.stop()
-        s3.stop()
-        redis.stop()
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "engine": backend,

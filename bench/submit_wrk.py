@@ -20,13 +20,13 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import httpx
 
-from tests.support.servers import REPO, RedisServer, S3Server, free_port, wait_for
-from tests.support.stack import KEYS, Stack
+from bench.stack import bench_stack
+from tests.support.servers import REPO, free_port, wait_for
+from tests.support.stack import KEYS
 
 TARGET = 0.4
 POST = """wrk.method = "POST"
@@ -80,18 +80,12 @@ def main() -> None:
     if wrk is None:
         print(json.dumps({"skipped": "wrk is not on PATH (apt-get install wrk); not measured"}))
         return
-    tmp = Path(tempfile.mkdtemp(prefix="ttsq-bench-"))
-    redis = RedisServer(tmp / "redis").start()
-    s3 = S3Server().start()
     # The result cache on, as deployed (the test stack turns it off): a submit reads it first.
-    stack = Stack(
-        tmp, redis, s3, TTS_BACKEND="tests.support.engines:ScriptedEngine", TTS_RESULT_CACHE="true"
-    ).start()
-    try:
+    with bench_stack(TTS_RESULT_CACHE="true") as stack:
         stack.submit(text="hold the worker", metadata={"script": "sleep:600"})
-        script = tmp / "post.lua"
+        script = stack.tmp / "post.lua"
         script.write_text(POST % KEYS["alice"])
-        plain, plain_url = start_plain(redis.url, tmp / "logs" / "plain.log")
+        plain, plain_url = start_plain(stack.redis.url, stack.tmp / "logs" / "plain.log")
         try:
             health = rate(wrk, f"{stack.url}/health", args.seconds)
             submit = rate(wrk, f"{stack.url}/v1/jobs", args.seconds, script)
@@ -99,10 +93,6 @@ def main() -> None:
         finally:
             plain.terminate()
             plain.wait(20)
-    finally:
-        stack.stop()
-        s3.stop()
-        redis.stop()
     ratio = submit / health
     print(
         json.dumps(

@@ -29,7 +29,6 @@ import asyncio
 import http.client
 import json
 import statistics
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
@@ -40,7 +39,7 @@ import httpx
 import redis
 
 from bench.engine_vs_queue import pct
-from tests.support.servers import RedisServer, S3Server
+from bench.stack import bench_stack
 from tests.support.stack import Stack
 
 HEALTH_RATIO, CLK_TCK = 2.0, 100
@@ -265,17 +264,8 @@ def on_a_stack(
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Run one side on a stack of its own, with its own Redis."""
-    tmp = Path(tempfile.mkdtemp(prefix="ttsq-bench-"))
-    redis_server = RedisServer(tmp / "redis").start()
-    s3 = S3Server().start()
-    stack = Stack(tmp, redis_server, s3, TTS_BACKEND="tests.support.engines:ScriptedEngine")
-    stack.start()
-    try:
+    with bench_stack() as stack:
         return asyncio.run(side(stack, args))
-    finally:
-        stack.stop()
-        s3.stop()
-        redis_server.stop()
 
 
 def main() -> None:
