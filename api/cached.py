@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from api.deps import Services
 from api.engine_check import Beats
+from common import keys
 from common.resultcache import ResultCache, cache_key
 from common.schemas import JobRecord, JobRequest
 
@@ -21,6 +22,12 @@ def key_for(
 
 def cached(svc: Services, key: str | None) -> bool:
     return key is not None and ResultCache(svc.store.redis, svc.storage).lookup(key) is not None
+
+
+async def cached_async(svc: Services, key: str | None) -> bool:
+    """`cached` on the event loop: whether the key has an entry (`ResultCache.serve` then
+    reads and checks it)."""
+    return key is not None and bool(await svc.aredis.exists(keys.result(key)))
 
 
 def serve_from_cache(svc: Services, job: JobRecord) -> JobRecord | None:

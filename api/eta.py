@@ -10,7 +10,7 @@ from common.eta import estimate_wait_s
 def queued_eta_s(
     svc: Services, position: int | None, mean_s: float | None, beats: Beats | None = None
 ) -> float | None:
-    """`mean_s`: the recent syntheses' mean engine seconds (`JobStore.place` reads both);
+    """`mean_s`: the recent syntheses' mean engine seconds (`JobStore.place_async` reads both);
     `beats`: the live workers (`EngineView.beats_async`, for an event-loop caller)."""
     if position is None:
         return None

@@ -18,12 +18,11 @@ import redis
 from kombu.exceptions import KombuError
 from starlette.concurrency import run_in_threadpool
 
-from api.cached import cached, key_for, serve_from_cache
+from api.cached import cached, cached_async, key_for, serve_from_cache
 from api.deps import Services
 from api.text import check_text
 from api.voice_upload import check_voices
 from api.webhook_guard import check_webhook_url
-from common import keys
 from common.idempotency import create_job_once
 from common.priority import job_message, publish_job
 from common.schemas import JobRecord, JobRequest
@@ -93,7 +92,7 @@ async def _accept_on_loop(svc: Services, owner: str, body: JobRequest) -> Accept
     beats = await svc.engine_view.beats_async()
     svc.engine_view.check(body, beats)
     key = key_for(svc, owner, body, beats)
-    hit = key is not None and bool(await svc.aredis.exists(keys.result(key)))
+    hit = await cached_async(svc, key)
     message = None if hit else partial(job_message, svc.celery)
     job, position, mean_s = await svc.store.create_placed(
         owner, body, message=message, cache_key=None if hit else key

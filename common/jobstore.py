@@ -153,23 +153,17 @@ class JobStore:
         message: Message | None = None,
         cache_key: str | None = None,
     ) -> tuple[JobRecord, int | None, float | None]:
-        """`create` on the event loop, with the new job's `place` read in the same transaction:
-        a submit is one round trip."""
+        """`create` on the event loop, with the new job's `place_async` read in the same
+        transaction: a submit is one round trip."""
         pipe = self._async().pipeline(transaction=True)
         job = self._add(owner, request, pipe, cache_key=cache_key, message=message)
         _place(pipe, job.id)
         *_, position, recent = await pipe.execute()
         return job, position, mean_of(recent)
 
-    def place(self, job_id: str) -> tuple[int | None, float | None]:
+    async def place_async(self, job_id: str) -> tuple[int | None, float | None]:
         """A queued job's `queue_position` and the mean engine seconds of recent syntheses
         (`common/eta.py`), in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
-        _place(pipe, job_id)
-        position, recent = pipe.execute()
-        return position, mean_of(recent)
-
-    async def place_async(self, job_id: str) -> tuple[int | None, float | None]:
         pipe = self._async().pipeline(transaction=False)
         _place(pipe, job_id)
         position, recent = await pipe.execute()
@@ -607,7 +601,8 @@ def _owned(job: JobRecord | None, job_id: str, owner: str) -> JobRecord:
 
 
 def _place(pipe: Pipeline | AsyncPipeline, job_id: str) -> None:
-    """Queue the reads of `JobStore.place`: the job's rank and the recent synthesis times."""
+    """Queue the reads of `JobStore.place_async`: the job's rank and the recent synthesis
+    times."""
     pipe.zrank(keys.QUEUED, job_id)
     recent_synthesis_s(pipe)
 

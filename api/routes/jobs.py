@@ -47,7 +47,7 @@ async def _resource(
     svc: Svc, job: JobRecord, place: tuple[int | None, float | None] | None = None
 ) -> JobResource:
     """The job as clients see it; a queued one with its place in the queue and rough wait,
-    read here unless `place` (`JobStore.place`'s answer) is given."""
+    read here unless `place` (`JobStore.place_async`'s answer) is given."""
     position = eta_s = None
     if job.status == JobStatus.queued:
         position, mean_s = place or await svc.store.place_async(job.id)
