@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     upload_max_attempts: int = Field(default=8, ge=1)
     upload_backoff_s: float = Field(default=1.0, gt=0)
     upload_backoff_max_s: float = Field(default=60.0, gt=0)
+    #: The synthesis process makes the first upload attempt itself when its engine has no
+    #: job waiting (one job at a time: no second Celery delivery); under load, and for every
+    #: retry, the I/O worker uploads. Off: always the I/O worker.
+    upload_when_idle: bool = True
     io_concurrency: int = Field(default=4, ge=1)
     #: Webhooks: the default signing secret (`whsec_…`) of every API key; per-key secrets as
     #: `name:whsec_…` pairs. Unset: each key's secret derives from a random key kept in Redis.

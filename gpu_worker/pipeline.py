@@ -9,6 +9,9 @@ engine only takes the next one from a queue:
     result cache, then wait                                 write the heartbeat
     until the engine takes it
 
+When the engine has nothing to do (`idle`: one job at a time), the finisher makes the upload's
+first attempt itself instead of handing it to the I/O worker (`Synthesizer.upload_here`).
+
 The task returns, and Celery acks its message, once the engine has taken the job: from then
 on the job store holds it (running, claimed by this worker, named in the heartbeat's
 `holding`). If the process dies, the sweeper sends it again, as for any job a dead worker
@@ -47,6 +50,9 @@ class Pipeline(Generic[P, S]):
         self.speak, self.finish = speak, finish
         self._next: queue.Queue[_Handoff[P] | None] = queue.Queue(maxsize=1)
         self._spoken: queue.Queue[tuple[P, S] | None] = queue.Queue()
+        #: Jobs given to the engine and not yet spoken (the one it runs, the one waiting).
+        self._given = 0
+        self._given_lock = threading.Lock()
         # Daemons, so an exit that skips `close` never hangs on them (the sweeper then sends
         # what they held again); `close` is what drains them.
         self._engine = threading.Thread(target=self._run_engine, name=f"{name}-engine", daemon=True)
@@ -60,8 +66,15 @@ class Pipeline(Generic[P, S]):
         """Give the engine its next job; return once it has taken it (it may still be on the
         one before: this is the wait that keeps one prepared job ready)."""
         handoff = _Handoff(job)
+        with self._given_lock:
+            self._given += 1
         self._next.put(handoff)
         handoff.taken.wait()
+
+    def idle(self) -> bool:
+        """True when the engine has no job: neither one it runs nor one waiting for it."""
+        with self._given_lock:
+            return self._given == 0
 
     def close(self) -> None:
         """Finish what was taken and hand it on, then stop both threads."""
@@ -75,7 +88,10 @@ class Pipeline(Generic[P, S]):
             handoff.taken.set()
             # `speak` reports the engine's errors in what it returns; anything it raises is a
             # bug, and the finisher still gets the job (with the error) so it is not held.
-            self._spoken.put((handoff.job, self.speak(handoff.job)))
+            spoken = self.speak(handoff.job)
+            with self._given_lock:
+                self._given -= 1
+            self._spoken.put((handoff.job, spoken))
 
     def _run_finisher(self) -> None:
         while (item := self._spoken.get()) is not None:

@@ -27,7 +27,7 @@ from common.netguard import parse_cidrs
 from common.priority import publish_job_id
 from common.queue import connect_redis, publish_upload, publish_webhook, upload_message
 from common.resultcache import ResultCache
-from common.schemas import WorkerHeartbeat
+from common.schemas import JobRecord, WorkerHeartbeat
 from common.settings import Settings
 from common.storage import Storage, make_storage, storage_problem
 from common.voicestore import VoiceStore
@@ -38,6 +38,7 @@ from gpu_worker.heartbeat import Every, Heartbeat
 from gpu_worker.housekeeping import Sweeper
 from gpu_worker.pipeline import Pipeline
 from gpu_worker.synthesis import Next, Prepared, Spoken, Synthesizer
+from gpu_worker.upload import UploadOutcome, store_audio
 from gpu_worker.uploaded_voices import UploadedVoices
 from gpu_worker.url_voices import UrlVoices
 from gpu_worker.voices import VoiceCache
@@ -186,9 +187,32 @@ def start_synth(settings: Settings, app: Celery) -> Runtime:
         uploaded_voices=UploadedVoices(VoiceStore(client), storage, url_voices.cache),
         results=ResultCache(client, storage) if settings.result_cache else None,
         upload_message=lambda job: upload_message(app, job.id),
+        upload_here=partial(_upload_here, settings, store, storage)
+        if settings.upload_when_idle
+        else None,
+        upload_attempt_s=settings.upload_lease_s,
     )
     _current.pipeline = synthesis_pipeline(_current, _current.synthesizer, app)
+    _current.synthesizer.engine_idle = _current.pipeline.idle
     return _current
+
+
+def _upload_here(
+    settings: Settings, store: JobStore, storage: Storage, job: JobRecord, wav: bytes
+) -> UploadOutcome:
+    """The first upload attempt, in the synthesis process (`Synthesizer.upload_here`)."""
+    return store_audio(
+        job,
+        wav,
+        store=store,
+        storage=storage,
+        attempt=0,
+        max_attempts=settings.upload_max_attempts,
+        backoff_s=settings.upload_backoff_s,
+        backoff_max_s=settings.upload_backoff_max_s,
+        lease_s=settings.upload_lease_s,
+        max_stretch=settings.max_stretch,
+    )
 
 
 def synthesis_pipeline(

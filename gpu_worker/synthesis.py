@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -30,6 +30,9 @@ from gpu_worker.postprocess import fit, place
 from gpu_worker.progress import JobProgress
 from gpu_worker.uploaded_voices import UploadedVoices, resolve_references
 from gpu_worker.url_voices import UrlVoices
+
+if TYPE_CHECKING:
+    from gpu_worker.upload import UploadOutcome  # it imports `backoff` from here
 
 
 class Next(StrEnum):
@@ -60,6 +63,13 @@ class Prepared:
 
     job: JobRecord
     request: JobRequest
+    #: When the claim read the job (`time.monotonic`).
+    claimed_at: float = field(default_factory=time.monotonic)
+
+
+#: A job the engine takes within this many seconds of its claim is not read again first: the
+#: claim is that read (one job at a time, the engine takes it at once).
+FRESH_CLAIM_S = 0.1
 
 
 @dataclass
@@ -92,6 +102,14 @@ class Synthesizer:
     #: The upload task's message (`queue.upload_message`), pushed in the transaction that
     #: hands the audio over; without it `finish` says `Next.upload` and the caller sends it.
     upload_message: Message | None = None
+    #: The first upload attempt run here (`upload.store_audio`), used instead of the I/O
+    #: worker when `engine_idle` says the engine has no job waiting: one job at a time, the
+    #: second Celery delivery and its reads were a tenth of the overhead (bench/overhead.py).
+    #: Under load the engine always has the next job, and the I/O worker uploads.
+    upload_here: Callable[[JobRecord, bytes], UploadOutcome] | None = None
+    engine_idle: Callable[[], bool] = lambda: False
+    #: How long an upload run here may take before the sweeper sends it to the I/O worker.
+    upload_attempt_s: float = 60.0
 
     def run(self, job_id: str) -> SynthesisOutcome:
         prepared = self.prepare(job_id)
@@ -139,16 +157,9 @@ class Synthesizer:
 
         A job prepared while the engine ran the one before may have been canceled (or taken
         over) meanwhile: one read first, so it never reaches the engine (`Spoken` with neither
-        audio nor error)."""
+        audio nor error). Not for a job claimed just now (`FRESH_CLAIM_S`)."""
         job = prepared.job
-        try:
-            now = self.store.get(job.id)
-            wanted = (
-                now is not None and now.status == JobStatus.running and now.worker == self.instance
-            )
-        except redis.RedisError:
-            wanted = True  # cannot tell: run it, and `finish` finds out
-        if not wanted:
+        if time.monotonic() - prepared.claimed_at > FRESH_CLAIM_S and not self._still_ours(job):
             return Spoken(None, None, 0.0)
         started = time.perf_counter()
         try:
@@ -159,6 +170,13 @@ class Synthesizer:
         except Exception as exc:
             return Spoken(None, exc, time.perf_counter() - started)
         return Spoken(out, None, time.perf_counter() - started)
+
+    def _still_ours(self, job: JobRecord) -> bool:
+        try:
+            now = self.store.get(job.id)
+        except redis.RedisError:
+            return True  # cannot tell: run it, and `finish` finds out
+        return now is not None and now.status == JobStatus.running and now.worker == self.instance
 
     def finish(self, prepared: Prepared, spoken: Spoken) -> SynthesisOutcome:
         """Hand the audio to the uploader (the job moves to `uploading`), or settle the
@@ -171,6 +189,7 @@ class Synthesizer:
             log.info("not synthesised: canceled or taken over before the engine reached it")
             return SynthesisOutcome(Next.done)
         wav = encode_wav(out.pcm16, out.sample_rate)
+        here = self.upload_here is not None and self.engine_idle()
         if not self.store.mark_synthesized(
             job.id,
             self.instance,
@@ -178,13 +197,27 @@ class Synthesizer:
             synth_s=spoken.synth_s,
             duration_s=out.duration_s,
             warnings=out.warnings,
-            upload_lease_s=self.upload_lease_s,
-            message=self.upload_message,
+            upload_lease_s=self.upload_attempt_s if here else self.upload_lease_s,
+            message=None if here else self.upload_message,
         ):
             log.info("audio discarded: the job was canceled or taken over meanwhile")
             return SynthesisOutcome(Next.done)
         log.info("synthesised %.2fs of audio in %.2fs", out.duration_s, spoken.synth_s)
+        if here:
+            return self._upload_here(job, wav)
         return SynthesisOutcome(Next.upload if self.upload_message is None else Next.uploading)
+
+    def _upload_here(self, job: JobRecord, wav: bytes) -> SynthesisOutcome:
+        """One attempt in this process; anything short of an ended job goes to the I/O
+        worker (`Next.upload`), which makes its own attempts with back-off. The hand-off
+        holds the audio meanwhile, and the lease covers a process that dies in the attempt."""
+        assert self.upload_here is not None
+        try:
+            outcome = self.upload_here(job, wav)
+        except Exception:
+            job_log(__name__, job.id).exception("upload here failed; the I/O worker uploads")
+            return SynthesisOutcome(Next.upload)
+        return SynthesisOutcome(Next.done if outcome.retry_in is None else Next.upload)
 
     def _settle(self, exc: Exception, job: JobRecord) -> SynthesisOutcome:
         """A job that raised: failed for good, or back in the queue for another attempt."""

@@ -1,8 +1,10 @@
 """One upload: move a job's audio from the Redis hand-off into storage, then end the job.
 
-Runs on the I/O worker, never between two syntheses. Storage errors are retried with backoff;
-after the configured number of attempts the job fails with `storage_unavailable`. Safe to run
-twice: the object key derives from the job id and only one run can mark the job succeeded.
+Runs on the I/O worker, never between two syntheses; `store_audio`, the attempt itself, also
+runs in a synthesis process whose engine has no job waiting (`Synthesizer.upload_here`, its
+first attempt only). Storage errors are retried with backoff; after the configured number of
+attempts the job fails with `storage_unavailable`. Safe to run twice: the object key derives
+from the job id and only one run can mark the job succeeded.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from common.errors import PermanentError, StorageUnavailable
 from common.jobstore import JobStore
 from common.resultcache import ResultCache
-from common.schemas import AudioInfo, JobStatus, Stage
+from common.schemas import AudioInfo, JobRecord, JobStatus, Stage
 from common.storage import Storage, audio_key
 from gpu_worker.joblog import job_log
 from gpu_worker.postprocess import deliver
@@ -46,15 +48,45 @@ def run_upload(
     speed, target duration: `postprocess.deliver`) on every attempt, so nothing but the
     engine's own output ever waits in Redis.
     """
-    log = job_log(__name__, job_id)
     job = store.touch_upload(job_id, lease_s)
     if job is None:
         return UploadOutcome()
     data = store.handoff_audio(job_id)
     if data is None:
-        log.warning("hand-off audio missing; synthesising again")
+        job_log(__name__, job_id).warning("hand-off audio missing; synthesising again")
         requeued = store.requeue(job_id, stage=Stage.uploading)
         return UploadOutcome(resynthesize=requeued)
+    return store_audio(
+        job,
+        data,
+        store=store,
+        storage=storage,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        backoff_s=backoff_s,
+        backoff_max_s=backoff_max_s,
+        lease_s=lease_s,
+        max_stretch=max_stretch,
+    )
+
+
+def store_audio(
+    job: JobRecord,
+    data: bytes,
+    *,
+    store: JobStore,
+    storage: Storage,
+    attempt: int,
+    max_attempts: int,
+    backoff_s: float,
+    backoff_max_s: float,
+    lease_s: float,
+    max_stretch: float,
+) -> UploadOutcome:
+    """The attempt itself, on a job whose upload this caller holds (its lease is current)
+    and the engine's WAV `data`: deliver it, put it in storage, end the job."""
+    job_id = job.id
+    log = job_log(__name__, job_id)
     try:
         out = deliver(data, job.request, max_stretch=max_stretch)
     except PermanentError as exc:

@@ -57,3 +57,17 @@ def test_a_failing_hand_on_does_not_stop_the_next_jobs() -> None:
         pipeline.run(job)
     pipeline.close()
     assert finished == ["good"]
+
+
+def test_the_engine_is_idle_only_with_no_job_running_or_waiting() -> None:
+    release = threading.Event()
+    seen: list[bool] = []
+    pipeline: Pipeline[str, str] = Pipeline(
+        lambda job: release.wait(5) and job, lambda job, spoken: seen.append(pipeline.idle())
+    )
+    assert pipeline.idle()
+    pipeline.run("a")  # taken: the engine runs it until released
+    assert not pipeline.idle()
+    release.set()
+    pipeline.close()
+    assert seen == [True] and pipeline.idle()  # the finisher saw an engine with nothing to do

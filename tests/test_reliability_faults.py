@@ -74,7 +74,8 @@ def test_worker_sigkilled_mid_job_runs_it_again_and_it_succeeds_once(make_stack:
 
 
 def test_worker_killed_after_synthesis_before_upload_loses_no_audio(make_stack: MakeStack) -> None:
-    stack = make_stack()
+    # The upload is the I/O worker's even for a worker with nothing else to do.
+    stack = make_stack(TTS_UPLOAD_WHEN_IDLE="false")
     stack.api.start()
     stack.worker.start()  # no I/O worker yet: the audio waits in the hand-off
     wait_engine_ready(stack)
@@ -87,6 +88,30 @@ def test_worker_killed_after_synthesis_before_upload_loses_no_audio(make_stack: 
     assert done["status"] == "succeeded" and done["attempts"] == 1
     assert calls(stack.ledger, p) == 1  # not synthesised again: the audio survived the worker
     assert objects_for(stack, job["id"]) == [f"audio/{job['id']}.wav"]
+
+
+def test_worker_killed_while_uploading_its_own_audio_loses_no_audio(make_stack: MakeStack) -> None:
+    # One job at a time, the synthesis process makes the upload's first attempt itself
+    # (`Synthesizer.upload_here`). Storage hangs (its server stopped: connections open, no
+    # answer) and the worker dies in the attempt: once the lease passes, the I/O worker
+    # uploads what the hand-off kept.
+    stack = make_stack(TTS_UPLOAD_LEASE_S="3")
+    stack.api.start()
+    stack.worker.start()
+    wait_engine_ready(stack)
+    s3 = stack.s3.proc  # type: ignore[union-attr]
+    s3.send_signal(signal.SIGSTOP)
+    p = probe()
+    job = stack.submit(text="uploaded by the dead", metadata={"probe": p})
+    stack.wait_status(job["id"], "running", stage="uploading")
+    stack.worker.kill()
+    s3.send_signal(signal.SIGCONT)
+    stack.io.start()
+    done = stack.wait_end(job["id"], timeout=30)
+    assert done["status"] == "succeeded" and done["attempts"] == 1
+    assert calls(stack.ledger, p) == 1
+    assert objects_for(stack, job["id"]) == [f"audio/{job['id']}.wav"]
+    assert f"[job {job['id']}] upload stalled; sending it again" in stack.logs()
 
 
 def test_io_worker_killed_mid_upload_during_an_outage_still_delivers(make_stack: MakeStack) -> None:

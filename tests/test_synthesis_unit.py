@@ -1,13 +1,14 @@
-"""`run_synthesis` and `run_upload` called directly, with a fake engine and fake storage."""
+"""`run_synthesis`, `Synthesizer` and `run_upload` called directly, with a fake engine and fake
+storage."""
 
 from __future__ import annotations
 
 from common.errors import EngineInputError, StorageUnavailable, TransientError
 from common.jobstore import JobStore
-from common.schemas import EngineCapabilities, JobRequest, JobStatus, Stage
+from common.schemas import EngineCapabilities, JobRecord, JobRequest, JobStatus, Stage
 from gpu_worker.engines.base import SynthesisOutput
-from gpu_worker.synthesis import Next, run_synthesis
-from gpu_worker.upload import run_upload
+from gpu_worker.synthesis import Next, Synthesizer, run_synthesis
+from gpu_worker.upload import UploadOutcome, run_upload, store_audio
 
 
 class FakeEngine:
@@ -149,3 +150,63 @@ def test_lost_handoff_audio_sends_the_job_back_to_synthesis(store: JobStore) -> 
     again = store.get(job.id)
     assert again and again.status == JobStatus.queued and again.stage is None
     assert Stage.uploading != again.stage
+
+
+def finisher(store: JobStore, storage: FakeStorage, *, idle: bool) -> Synthesizer:
+    """A synthesis worker whose upload message goes to the list `uploads`, and which uploads
+    itself when `idle` (`Synthesizer.upload_here`)."""
+
+    def here(job: JobRecord, wav: bytes) -> UploadOutcome:
+        return store_audio(
+            job,
+            wav,
+            store=store,
+            storage=storage,
+            attempt=0,
+            max_attempts=3,
+            backoff_s=0.1,
+            backoff_max_s=1,
+            lease_s=60,
+            max_stretch=1.5,
+        )
+
+    return Synthesizer(
+        store=store,
+        engine=FakeEngine(),
+        instance="w",
+        is_alive=lambda _: True,
+        max_attempts=3,
+        upload_message=lambda job: ("uploads", job.id.encode()),
+        upload_here=here,
+        engine_idle=lambda: idle,
+    )
+
+
+def test_an_idle_engine_s_process_uploads_the_audio_itself(store: JobStore) -> None:
+    job = store.create("o", JobRequest(text="hi"))
+    storage = FakeStorage()
+    assert finisher(store, storage, idle=True).run(job.id).next == Next.done
+    done = store.get(job.id)
+    assert done and done.status == JobStatus.succeeded and done.warnings == ["w"]
+    assert storage.objects[f"audio/{job.id}.wav"][:4] == b"RIFF"
+    assert store.redis.llen("uploads") == 0  # the I/O worker was never asked
+
+
+def test_a_busy_engine_s_process_leaves_the_upload_to_the_io_worker(store: JobStore) -> None:
+    job = store.create("o", JobRequest(text="hi"))
+    storage = FakeStorage()
+    assert finisher(store, storage, idle=False).run(job.id).next == Next.uploading
+    assert store.redis.lrange("uploads", 0, -1) == [job.id.encode()]
+    waiting = store.get(job.id)
+    assert waiting and waiting.stage == Stage.uploading and not storage.objects
+
+
+def test_an_upload_that_fails_here_goes_to_the_io_worker(store: JobStore) -> None:
+    job = store.create("o", JobRequest(text="hi"))
+    storage = FakeStorage(failures=1)
+    assert finisher(store, storage, idle=True).run(job.id).next == Next.upload  # caller sends it
+    waiting = store.get(job.id)
+    assert waiting and waiting.stage == Stage.uploading and store.handoff_audio(job.id)
+    upload(store, job.id, storage)  # the I/O worker's attempt
+    done = store.get(job.id)
+    assert done and done.status == JobStatus.succeeded
