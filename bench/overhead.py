@@ -11,14 +11,20 @@ the median of each stage between the request and the answer (from the job's own 
 and the engine's start and end as `ScriptedEngine` records them), so the overhead left is
 visible by where it is spent. `--storage local` runs the stack on local-disk storage (what
 `make run` uses) instead of the S3 server.
+
+Beside it, the storage's own time: the same storage client `PUT`s an object of the jobs' size
+from this process, one at a time (`storage_put_ms_median`). The ratio less that time
+(`ratio_median_less_put`) is the overhead that is ttsq's own; the target is the plain ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +34,8 @@ import redis as redis_client
 from bench.engine_vs_queue import pct
 from bench.stack import bench_stack
 from common import keys
+from common.settings import Settings
+from common.storage import audio_key, make_storage
 
 MEDIAN, P99 = 1.05, 1.15
 
@@ -55,6 +63,23 @@ def stages(
     return out
 
 
+def storage_put_s(env: dict[str, str], size: int, n: int = 50) -> float:
+    """Median seconds of one `Storage.put` of `size` bytes with the stack's storage settings."""
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in env.items() if k.startswith("TTS_")})
+    try:
+        storage = make_storage(Settings())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    data, spent = os.urandom(size), []
+    for _ in range(n + 5):
+        started = time.perf_counter()
+        storage.put(audio_key(uuid.uuid4().hex, "wav"), data, "audio/wav")
+        spent.append(time.perf_counter() - started)
+    return statistics.median(spent[5:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=60)
@@ -64,6 +89,7 @@ def main() -> None:
     ratios: list[float] = []
     latencies: list[float] = []
     spent: list[dict[str, float]] = []
+    sizes: list[int] = []
     with (
         bench_stack(storage=args.storage) as stack,
         httpx.Client(
@@ -83,12 +109,15 @@ def main() -> None:
             if i < 2:
                 continue  # warm-up
             latencies.append(latency)
+            sizes.append(int(done["audio"]["size_bytes"]))
             ratios.append(latencies[-1] / float(done["metrics"]["synth_s"]))
             record = json.loads(records.get(keys.job(done["id"])) or b"{}")
             spans = (stack.ledger / "engine-spans").read_text().splitlines()
             engine = [float(x) for x in spans[-1].split()]  # one job at a time: the last
             spent.append(stages(sent, answered, record, engine))
+        put_s = storage_put_s(stack.env, int(statistics.median(sizes)))
     median, p99 = statistics.median(ratios), pct(ratios, 0.99)
+    engine_s = statistics.median(s["engine"] for s in spent)
     print(
         json.dumps(
             {
@@ -98,6 +127,8 @@ def main() -> None:
                 "latency_s_median": round(statistics.median(latencies), 4),
                 "ratio_median": round(median, 4),
                 "ratio_p99": round(p99, 4),
+                "storage_put_ms_median": round(put_s * 1000, 1),
+                "ratio_median_less_put": round(median - put_s / engine_s, 4),
                 "stage_ms_median": {
                     name: round(statistics.median(s[name] for s in spent) * 1000, 1)
                     for name in spent[0]
