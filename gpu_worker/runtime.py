@@ -38,7 +38,7 @@ from gpu_worker.heartbeat import Every, Heartbeat
 from gpu_worker.housekeeping import Sweeper
 from gpu_worker.pipeline import Pipeline
 from gpu_worker.synthesis import Next, Prepared, Spoken, Synthesizer
-from gpu_worker.upload import UploadOutcome, store_audio
+from gpu_worker.upload import UploadOutcome, UploadPolicy, store_audio
 from gpu_worker.uploaded_voices import UploadedVoices
 from gpu_worker.url_voices import UrlVoices
 from gpu_worker.voices import VoiceCache
@@ -187,7 +187,7 @@ def start_synth(settings: Settings, app: Celery) -> Runtime:
         uploaded_voices=UploadedVoices(VoiceStore(client), storage, url_voices.cache),
         results=ResultCache(client, storage) if settings.result_cache else None,
         upload_message=lambda job: upload_message(app, job.id),
-        upload_here=partial(_upload_here, settings, store, storage)
+        upload_here=partial(_upload_here, UploadPolicy.of(settings), store, storage)
         if settings.upload_when_idle
         else None,
         upload_attempt_s=settings.upload_lease_s,
@@ -198,21 +198,10 @@ def start_synth(settings: Settings, app: Celery) -> Runtime:
 
 
 def _upload_here(
-    settings: Settings, store: JobStore, storage: Storage, job: JobRecord, wav: bytes
+    policy: UploadPolicy, store: JobStore, storage: Storage, job: JobRecord, wav: bytes
 ) -> UploadOutcome:
     """The first upload attempt, in the synthesis process (`Synthesizer.upload_here`)."""
-    return store_audio(
-        job,
-        wav,
-        store=store,
-        storage=storage,
-        attempt=0,
-        max_attempts=settings.upload_max_attempts,
-        backoff_s=settings.upload_backoff_s,
-        backoff_max_s=settings.upload_backoff_max_s,
-        lease_s=settings.upload_lease_s,
-        max_stretch=settings.max_stretch,
-    )
+    return store_audio(job, wav, store=store, storage=storage, attempt=0, policy=policy)
 
 
 def synthesis_pipeline(

@@ -27,7 +27,7 @@ from common.queue import make_celery
 from common.settings import Settings
 from gpu_worker import recycle, runtime
 from gpu_worker.synthesis import Prepared
-from gpu_worker.upload import run_upload
+from gpu_worker.upload import UploadPolicy, run_upload
 from gpu_worker.webhooks import run_delivery
 
 log = logging.getLogger(__name__)
@@ -78,11 +78,7 @@ def upload(self: Task, job_id: str) -> None:
         store=rt.store,
         storage=rt.storage,
         attempt=self.request.retries,
-        max_attempts=rt.settings.upload_max_attempts,
-        backoff_s=rt.settings.upload_backoff_s,
-        backoff_max_s=rt.settings.upload_backoff_max_s,
-        lease_s=rt.settings.upload_lease_s,
-        max_stretch=rt.settings.max_stretch,
+        policy=UploadPolicy.of(rt.settings),
     )
     if outcome.resynthesize:
         publish_job_id(app, rt.store, job_id)

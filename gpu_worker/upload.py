@@ -16,6 +16,7 @@ from common.errors import PermanentError, StorageUnavailable
 from common.jobstore import JobStore
 from common.resultcache import ResultCache
 from common.schemas import AudioInfo, JobRecord, JobStatus, Stage
+from common.settings import Settings
 from common.storage import Storage, audio_key
 from gpu_worker.joblog import job_log
 from gpu_worker.postprocess import deliver
@@ -30,25 +31,38 @@ class UploadOutcome:
     resynthesize: bool = False
 
 
+@dataclass(frozen=True)
+class UploadPolicy:
+    """How uploads are tried (the TTS_UPLOAD_* settings)."""
+
+    max_attempts: int
+    backoff_s: float
+    backoff_max_s: float
+    #: How long one attempt may take: the sweeper waits that long before sending it again.
+    lease_s: float = 60.0
+    max_stretch: float = 1.5
+
+    @classmethod
+    def of(cls, settings: Settings) -> UploadPolicy:
+        return cls(
+            max_attempts=settings.upload_max_attempts,
+            backoff_s=settings.upload_backoff_s,
+            backoff_max_s=settings.upload_backoff_max_s,
+            lease_s=settings.upload_lease_s,
+            max_stretch=settings.max_stretch,
+        )
+
+
 def run_upload(
-    job_id: str,
-    *,
-    store: JobStore,
-    storage: Storage,
-    attempt: int,
-    max_attempts: int,
-    backoff_s: float,
-    backoff_max_s: float,
-    lease_s: float = 60.0,
-    max_stretch: float = 1.5,
+    job_id: str, *, store: JobStore, storage: Storage, attempt: int, policy: UploadPolicy
 ) -> UploadOutcome:
-    """One attempt; `lease_s` bounds how long it may take (the sweeper waits that long).
+    """One attempt.
 
     The hand-off holds the engine's WAV; it is delivered as the job asked (format, rate,
     speed, target duration: `postprocess.deliver`) on every attempt, so nothing but the
     engine's own output ever waits in Redis.
     """
-    job = store.touch_upload(job_id, lease_s)
+    job = store.touch_upload(job_id, policy.lease_s)
     if job is None:
         return UploadOutcome()
     data = store.handoff_audio(job_id)
@@ -56,18 +70,7 @@ def run_upload(
         job_log(__name__, job_id).warning("hand-off audio missing; synthesising again")
         requeued = store.requeue(job_id, stage=Stage.uploading)
         return UploadOutcome(resynthesize=requeued)
-    return store_audio(
-        job,
-        data,
-        store=store,
-        storage=storage,
-        attempt=attempt,
-        max_attempts=max_attempts,
-        backoff_s=backoff_s,
-        backoff_max_s=backoff_max_s,
-        lease_s=lease_s,
-        max_stretch=max_stretch,
-    )
+    return store_audio(job, data, store=store, storage=storage, attempt=attempt, policy=policy)
 
 
 def store_audio(
@@ -77,18 +80,14 @@ def store_audio(
     store: JobStore,
     storage: Storage,
     attempt: int,
-    max_attempts: int,
-    backoff_s: float,
-    backoff_max_s: float,
-    lease_s: float,
-    max_stretch: float,
+    policy: UploadPolicy,
 ) -> UploadOutcome:
     """The attempt itself, on a job whose upload this caller holds (its lease is current)
     and the engine's WAV `data`: deliver it, put it in storage, end the job."""
     job_id = job.id
     log = job_log(__name__, job_id)
     try:
-        out = deliver(data, job.request, max_stretch=max_stretch)
+        out = deliver(data, job.request, max_stretch=policy.max_stretch)
     except PermanentError as exc:
         log.error("failed: post-processing: %s", exc.message)
         store.fail(job_id, "postprocess_failed", f"the audio could not be delivered: {exc.message}")
@@ -97,7 +96,7 @@ def store_audio(
     try:
         storage.put(key, out.data, out.content_type)
     except StorageUnavailable as exc:
-        if attempt + 1 >= max_attempts:
+        if attempt + 1 >= policy.max_attempts:
             log.error("failed: %s, %s attempts", exc.message, attempt + 1)
             store.fail(
                 job_id,
@@ -105,9 +104,9 @@ def store_audio(
                 f"storage did not accept the audio after {attempt + 1} attempts",
             )
             return UploadOutcome()
-        delay = backoff(attempt + 1, backoff_s, backoff_max_s)
+        delay = backoff(attempt + 1, policy.backoff_s, policy.backoff_max_s)
         log.warning("%s; upload attempt %s, retry in %.1fs", exc.message, attempt + 1, delay)
-        store.touch_upload(job_id, delay + lease_s)  # the wait is not a stall
+        store.touch_upload(job_id, delay + policy.lease_s)  # the wait is not a stall
         return UploadOutcome(retry_in=delay)
     info = AudioInfo(
         key=key,

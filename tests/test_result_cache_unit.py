@@ -17,9 +17,11 @@ from common.storage import LocalStorage
 from common.voicestore import VoiceStore
 from gpu_worker.housekeeping import Sweeper
 from gpu_worker.synthesis import run_synthesis
-from gpu_worker.upload import run_upload
+from gpu_worker.upload import UploadPolicy, run_upload
 from tests.test_sweeper import Clock
 from tests.test_synthesis_unit import FakeEngine
+
+POLICY = UploadPolicy(max_attempts=3, backoff_s=0.1, backoff_max_s=1)
 
 ENGINE = "fake/0"
 BASE: dict[str, Any] = {"text": "the same line", "voice": "v"}
@@ -151,8 +153,7 @@ def test_a_hit_owns_a_copy_that_outlives_the_source_jobs_expiry(
     def synthesise(job_id: str) -> None:
         run_synthesis(job_id, store=jobs, engine=engine, instance="w", is_alive=lambda _: True,
                       max_attempts=3)  # fmt: skip
-        run_upload(job_id, store=jobs, storage=storage, attempt=0, max_attempts=3,
-                   backoff_s=0.1, backoff_max_s=1)  # fmt: skip
+        run_upload(job_id, store=jobs, storage=storage, attempt=0, policy=POLICY)
 
     source = submit()
     assert not serve(source)  # nothing cached yet
@@ -193,8 +194,7 @@ def test_an_entry_whose_audio_is_gone_is_a_miss_and_is_dropped(
     store.set_cache_key(first.id, str(key(store)))
     run_synthesis(first.id, store=store, engine=engine, instance="w", is_alive=lambda _: True,
                   max_attempts=3)  # fmt: skip
-    run_upload(first.id, store=store, storage=storage, attempt=0, max_attempts=3,
-               backoff_s=0.1, backoff_max_s=1)  # fmt: skip
+    run_upload(first.id, store=store, storage=storage, attempt=0, policy=POLICY)
     done = store.get(first.id)
     assert done and done.audio
     storage.delete(done.audio.key)  # deleted behind the cache's back
@@ -243,8 +243,7 @@ def test_a_voice_url_job_is_answered_on_the_worker_by_the_fetched_audios_content
         assert cache_key("o", job.request, engine=ENGINE, voices=VoiceStore(store.redis)) is None
         run_synthesis(job.id, store=store, engine=engine, instance="w", is_alive=lambda _: True,
                       max_attempts=3, url_voices=urls, results=cache)  # type: ignore[arg-type]  # fmt: skip
-        run_upload(job.id, store=store, storage=storage, attempt=0, max_attempts=3,
-                   backoff_s=0.1, backoff_max_s=1)  # fmt: skip
+        run_upload(job.id, store=store, storage=storage, attempt=0, policy=POLICY)
         done = store.get(job.id)
         assert done is not None and done.status == JobStatus.succeeded and done.audio
         return done

@@ -21,7 +21,7 @@ from common.jobstore import JobStore
 from common.schemas import JobRequest, JobStatus, Stage
 from gpu_worker.housekeeping import Sweeper
 from gpu_worker.synthesis import run_synthesis
-from gpu_worker.upload import run_upload
+from gpu_worker.upload import UploadPolicy, run_upload
 from tests.support.servers import wait_for
 from tests.test_synthesis_unit import FakeEngine, FakeStorage
 
@@ -228,10 +228,7 @@ def test_an_upload_waiting_out_its_backoff_is_not_sent_twice(world: World) -> No
         store=world.store,
         storage=storage,
         attempt=6,
-        max_attempts=8,
-        backoff_s=1,
-        backoff_max_s=60,
-        lease_s=LEASE,
+        policy=UploadPolicy(max_attempts=8, backoff_s=1, backoff_max_s=60, lease_s=LEASE),
     )
     assert outcome.retry_in == 60
     world.clock.advance(60 + 35)  # the 80 s stall threshold of old would resend here
@@ -266,9 +263,7 @@ def test_audio_of_a_job_canceled_mid_upload_is_deleted_even_if_storage_fails_onc
         store=world.store,
         storage=storage,
         attempt=0,
-        max_attempts=3,
-        backoff_s=1,
-        backoff_max_s=1,
+        policy=UploadPolicy(max_attempts=3, backoff_s=1, backoff_max_s=1),
     )
     assert list(storage.objects) == [f"audio/{job_id}.wav"]  # the delete failed
     world.storage = storage

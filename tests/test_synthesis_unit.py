@@ -8,7 +8,9 @@ from common.jobstore import JobStore
 from common.schemas import EngineCapabilities, JobRecord, JobRequest, JobStatus, Stage
 from gpu_worker.engines.base import SynthesisOutput
 from gpu_worker.synthesis import Next, Synthesizer, run_synthesis
-from gpu_worker.upload import UploadOutcome, run_upload, store_audio
+from gpu_worker.upload import UploadOutcome, UploadPolicy, run_upload, store_audio
+
+POLICY = UploadPolicy(max_attempts=3, backoff_s=0.1, backoff_max_s=1)
 
 
 class FakeEngine:
@@ -62,15 +64,7 @@ def synth(store: JobStore, job_id: str, engine: FakeEngine, max_attempts: int = 
 
 
 def upload(store: JobStore, job_id: str, storage: FakeStorage, attempt: int = 0) -> object:
-    return run_upload(
-        job_id,
-        store=store,
-        storage=storage,
-        attempt=attempt,
-        max_attempts=3,
-        backoff_s=0.1,
-        backoff_max_s=1,
-    )
+    return run_upload(job_id, store=store, storage=storage, attempt=attempt, policy=POLICY)
 
 
 def test_a_job_goes_from_engine_to_storage(store: JobStore) -> None:
@@ -157,18 +151,7 @@ def finisher(store: JobStore, storage: FakeStorage, *, idle: bool) -> Synthesize
     itself when `idle` (`Synthesizer.upload_here`)."""
 
     def here(job: JobRecord, wav: bytes) -> UploadOutcome:
-        return store_audio(
-            job,
-            wav,
-            store=store,
-            storage=storage,
-            attempt=0,
-            max_attempts=3,
-            backoff_s=0.1,
-            backoff_max_s=1,
-            lease_s=60,
-            max_stretch=1.5,
-        )
+        return store_audio(job, wav, store=store, storage=storage, attempt=0, policy=POLICY)
 
     return Synthesizer(
         store=store,
