@@ -407,7 +407,10 @@ class JobStore:
 
     def mark_succeeded(
         self, job_id: str, audio: AudioInfo, *, warnings: list[str] | None = None
-    ) -> bool:
+    ) -> JobRecord | None:
+        """End the upload: the succeeded record, or None when the job no longer waited for
+        it (canceled, or ended by another run)."""
+
         def change(job: JobRecord, pipe: Pipeline) -> bool:
             if job.status != JobStatus.running or job.stage != Stage.uploading:
                 return False
@@ -418,7 +421,8 @@ class JobStore:
             self._end(job, pipe, JobStatus.succeeded, now)
             return True
 
-        return bool(self._change(job_id, change)[0])
+        ok, job = self._change(job_id, change)
+        return job if ok else None
 
     def fail(self, job_id: str, code: str, message: str) -> bool:
         def change(job: JobRecord, pipe: Pipeline) -> bool:

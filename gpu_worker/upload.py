@@ -120,9 +120,10 @@ def store_audio(
         loudness=out.loudness,
         peak=out.peak,
     )
-    if store.mark_succeeded(job_id, info, warnings=out.warnings):
+    succeeded = store.mark_succeeded(job_id, info, warnings=out.warnings)
+    if succeeded is not None:
         log.info("succeeded: %s bytes at %s", len(out.data), key)
-        ResultCache(store.redis, storage).remember(store.get(job_id), store.clock())
+        ResultCache(store.redis, storage).remember(succeeded, store.clock())
         return UploadOutcome()
     after = store.get(job_id)
     if after is None or after.status != JobStatus.succeeded:
