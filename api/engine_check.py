@@ -44,18 +44,17 @@ class EngineView:
     def capabilities(self, beats: Beats | None = None) -> list[EngineCapabilities]:
         return [
             b.capabilities
-            for b in (self.beats() if beats is None else beats)
+            for b in self._or_read(beats)
             if b.kind == "synth" and b.ready and b.capabilities is not None
         ]
 
     def engine_version(self, beats: Beats | None = None) -> str | None:
         """What the ready synthesis workers run, if they agree (`resultcache.engine_version`)."""
-        return engine_version(self.beats() if beats is None else beats)
+        return engine_version(self._or_read(beats))
 
     def synth_workers(self, beats: Beats | None = None) -> tuple[int, int]:
         """How many synthesis workers are ready, and how many of those are on a job."""
-        beats = self.beats() if beats is None else beats
-        ready = [b for b in beats if b.kind == "synth" and b.ready]
+        ready = [b for b in self._or_read(beats) if b.kind == "synth" and b.ready]
         return len(ready), sum(1 for b in ready if held(b))
 
     def check(self, request: JobRequest, beats: Beats | None = None) -> None:
@@ -63,6 +62,10 @@ class EngineView:
             problems = unsupported(request, caps)
             if problems:
                 raise Unprocessable("; ".join(problems), code="unsupported_by_engine")
+
+    def _or_read(self, beats: Beats | None) -> Beats:
+        """`beats` as given by an event-loop caller, or read now (from a thread)."""
+        return self.beats() if beats is None else beats
 
     def _stale(self) -> bool:
         return time.monotonic() - self._at > _CACHE_S

@@ -65,13 +65,9 @@ def stages(
 
 def storage_put_s(env: dict[str, str], size: int, n: int = 50) -> float:
     """Median seconds of one `Storage.put` of `size` bytes with the stack's storage settings."""
-    saved = dict(os.environ)
-    os.environ.update({k: v for k, v in env.items() if k.startswith("TTS_")})
-    try:
-        storage = make_storage(Settings())
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    fields = {k.removeprefix("TTS_").lower(): v for k, v in env.items() if k.startswith("TTS_")}
+    settings = Settings(**{k: v for k, v in fields.items() if k in Settings.model_fields})
+    storage = make_storage(settings)
     data, spent = os.urandom(size), []
     for _ in range(n + 5):
         started = time.perf_counter()

@@ -27,7 +27,7 @@ from common.netguard import parse_cidrs
 from common.priority import publish_job_id
 from common.queue import connect_redis, publish_upload, publish_webhook, upload_message
 from common.resultcache import ResultCache
-from common.schemas import JobRecord, WorkerHeartbeat
+from common.schemas import WorkerHeartbeat
 from common.settings import Settings
 from common.storage import Storage, make_storage, storage_problem
 from common.voicestore import VoiceStore
@@ -38,7 +38,7 @@ from gpu_worker.heartbeat import Every, Heartbeat
 from gpu_worker.housekeeping import Sweeper
 from gpu_worker.pipeline import Pipeline
 from gpu_worker.synthesis import Next, Prepared, Spoken, Synthesizer
-from gpu_worker.upload import UploadOutcome, UploadPolicy, store_audio
+from gpu_worker.upload import UploadHere, UploadPolicy
 from gpu_worker.uploaded_voices import UploadedVoices
 from gpu_worker.url_voices import UrlVoices
 from gpu_worker.voices import VoiceCache
@@ -187,21 +187,13 @@ def start_synth(settings: Settings, app: Celery) -> Runtime:
         uploaded_voices=UploadedVoices(VoiceStore(client), storage, url_voices.cache),
         results=ResultCache(client, storage) if settings.result_cache else None,
         upload_message=lambda job: upload_message(app, job.id),
-        upload_here=partial(_upload_here, UploadPolicy.of(settings), store, storage)
+        upload_here=UploadHere(store, storage, UploadPolicy.of(settings))
         if settings.upload_when_idle
         else None,
-        upload_attempt_s=settings.upload_lease_s,
     )
     _current.pipeline = synthesis_pipeline(_current, _current.synthesizer, app)
     _current.synthesizer.engine_idle = _current.pipeline.idle
     return _current
-
-
-def _upload_here(
-    policy: UploadPolicy, store: JobStore, storage: Storage, job: JobRecord, wav: bytes
-) -> UploadOutcome:
-    """The first upload attempt, in the synthesis process (`Synthesizer.upload_here`)."""
-    return store_audio(job, wav, store=store, storage=storage, attempt=0, policy=policy)
 
 
 def synthesis_pipeline(

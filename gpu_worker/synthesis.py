@@ -32,7 +32,7 @@ from gpu_worker.uploaded_voices import UploadedVoices, resolve_references
 from gpu_worker.url_voices import UrlVoices
 
 if TYPE_CHECKING:
-    from gpu_worker.upload import UploadOutcome  # it imports `backoff` from here
+    from gpu_worker.upload import UploadHere  # it imports `backoff` from here
 
 
 class Next(StrEnum):
@@ -102,14 +102,12 @@ class Synthesizer:
     #: The upload task's message (`queue.upload_message`), pushed in the transaction that
     #: hands the audio over; without it `finish` says `Next.upload` and the caller sends it.
     upload_message: Message | None = None
-    #: The first upload attempt run here (`upload.store_audio`), used instead of the I/O
-    #: worker when `engine_idle` says the engine has no job waiting: one job at a time, the
-    #: second Celery delivery and its reads were a tenth of the overhead (bench/overhead.py).
-    #: Under load the engine always has the next job, and the I/O worker uploads.
-    upload_here: Callable[[JobRecord, bytes], UploadOutcome] | None = None
+    #: The upload's first attempt run here, used instead of the I/O worker when
+    #: `engine_idle` says the engine has no job waiting: one job at a time, the second Celery
+    #: delivery and its reads were a tenth of the overhead (bench/overhead.py). Under load the
+    #: engine always has the next job, and the I/O worker uploads.
+    upload_here: UploadHere | None = None
     engine_idle: Callable[[], bool] = lambda: False
-    #: How long an upload run here may take before the sweeper sends it to the I/O worker.
-    upload_attempt_s: float = 60.0
 
     def run(self, job_id: str) -> SynthesisOutcome:
         prepared = self.prepare(job_id)
@@ -189,7 +187,7 @@ class Synthesizer:
             log.info("not synthesised: canceled or taken over before the engine reached it")
             return SynthesisOutcome(Next.done)
         wav = encode_wav(out.pcm16, out.sample_rate)
-        here = self.upload_here is not None and self.engine_idle()
+        here = self.upload_here if self.upload_here is not None and self.engine_idle() else None
         if not self.store.mark_synthesized(
             job.id,
             self.instance,
@@ -197,27 +195,17 @@ class Synthesizer:
             synth_s=spoken.synth_s,
             duration_s=out.duration_s,
             warnings=out.warnings,
-            upload_lease_s=self.upload_attempt_s if here else self.upload_lease_s,
-            message=None if here else self.upload_message,
+            # Run here, the attempt holds the upload's lease from now (the sweeper resends it
+            # if this process dies in it); for the I/O worker, until its task starts.
+            upload_lease_s=self.upload_lease_s if here is None else here.policy.lease_s,
+            message=self.upload_message if here is None else None,
         ):
             log.info("audio discarded: the job was canceled or taken over meanwhile")
             return SynthesisOutcome(Next.done)
         log.info("synthesised %.2fs of audio in %.2fs", out.duration_s, spoken.synth_s)
-        if here:
-            return self._upload_here(job, wav)
+        if here is not None:
+            return _upload_here(here, job, wav)
         return SynthesisOutcome(Next.upload if self.upload_message is None else Next.uploading)
-
-    def _upload_here(self, job: JobRecord, wav: bytes) -> SynthesisOutcome:
-        """One attempt in this process; anything short of an ended job goes to the I/O
-        worker (`Next.upload`), which makes its own attempts with back-off. The hand-off
-        holds the audio meanwhile, and the lease covers a process that dies in the attempt."""
-        assert self.upload_here is not None
-        try:
-            outcome = self.upload_here(job, wav)
-        except Exception:
-            job_log(__name__, job.id).exception("upload here failed; the I/O worker uploads")
-            return SynthesisOutcome(Next.upload)
-        return SynthesisOutcome(Next.done if outcome.retry_in is None else Next.upload)
 
     def _settle(self, exc: Exception, job: JobRecord) -> SynthesisOutcome:
         """A job that raised: failed for good, or back in the queue for another attempt."""
@@ -242,6 +230,18 @@ class Synthesizer:
             return SynthesisOutcome(Next.done)
         log.warning("%s; back in the queue, retry in %.1fs", message, delay)
         return SynthesisOutcome(Next.retry, retry_in=delay)
+
+
+def _upload_here(here: UploadHere, job: JobRecord, wav: bytes) -> SynthesisOutcome:
+    """One attempt in this process; anything short of an ended job goes to the I/O worker
+    (`Next.upload`), which makes its own attempts with back-off. The hand-off holds the audio
+    meanwhile, and the lease covers a process that dies in the attempt."""
+    try:
+        outcome = here(job, wav)
+    except Exception:
+        job_log(__name__, job.id).exception("upload here failed; the I/O worker uploads")
+        return SynthesisOutcome(Next.upload)
+    return SynthesisOutcome(Next.done if outcome.retry_in is None else Next.upload)
 
 
 def run_synthesis(job_id: str, **worker: Any) -> SynthesisOutcome:

@@ -53,6 +53,21 @@ class UploadPolicy:
         )
 
 
+@dataclass(frozen=True)
+class UploadHere:
+    """The upload's first attempt made by a synthesis process whose engine has nothing else
+    to do (`Synthesizer.upload_here`): `store_audio` on the audio it has in hand."""
+
+    store: JobStore
+    storage: Storage
+    policy: UploadPolicy
+
+    def __call__(self, job: JobRecord, wav: bytes) -> UploadOutcome:
+        return store_audio(
+            job, wav, store=self.store, storage=self.storage, attempt=0, policy=self.policy
+        )
+
+
 def run_upload(
     job_id: str, *, store: JobStore, storage: Storage, attempt: int, policy: UploadPolicy
 ) -> UploadOutcome:

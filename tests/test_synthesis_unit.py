@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from common.errors import EngineInputError, StorageUnavailable, TransientError
 from common.jobstore import JobStore
-from common.schemas import EngineCapabilities, JobRecord, JobRequest, JobStatus, Stage
+from common.schemas import EngineCapabilities, JobRequest, JobStatus, Stage
 from gpu_worker.engines.base import SynthesisOutput
 from gpu_worker.synthesis import Next, Synthesizer, run_synthesis
-from gpu_worker.upload import UploadOutcome, UploadPolicy, run_upload, store_audio
+from gpu_worker.upload import UploadHere, UploadPolicy, run_upload
 
 POLICY = UploadPolicy(max_attempts=3, backoff_s=0.1, backoff_max_s=1)
 
@@ -149,10 +149,6 @@ def test_lost_handoff_audio_sends_the_job_back_to_synthesis(store: JobStore) -> 
 def finisher(store: JobStore, storage: FakeStorage, *, idle: bool) -> Synthesizer:
     """A synthesis worker whose upload message goes to the list `uploads`, and which uploads
     itself when `idle` (`Synthesizer.upload_here`)."""
-
-    def here(job: JobRecord, wav: bytes) -> UploadOutcome:
-        return store_audio(job, wav, store=store, storage=storage, attempt=0, policy=POLICY)
-
     return Synthesizer(
         store=store,
         engine=FakeEngine(),
@@ -160,7 +156,7 @@ def finisher(store: JobStore, storage: FakeStorage, *, idle: bool) -> Synthesize
         is_alive=lambda _: True,
         max_attempts=3,
         upload_message=lambda job: ("uploads", job.id.encode()),
-        upload_here=here,
+        upload_here=UploadHere(store, storage, POLICY),
         engine_idle=lambda: idle,
     )
 
