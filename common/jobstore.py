@@ -330,12 +330,13 @@ class JobStore:
         warnings: list[str],
         upload_lease_s: float = 20.0,
         message: Message | None = None,
+        uploading_here: bool = False,
     ) -> bool:
         """Hand the audio to the uploader. False when the job was canceled or taken over.
 
         With `message` (`queue.upload_message`) the upload task is pushed in the same
         transaction. The upload task must start within `upload_lease_s`, or the sweeper sends
-        another.
+        another. `uploading_here`: `instance` makes the first attempt itself (`uploader`).
         """
 
         def change(job: JobRecord, pipe: Pipeline) -> bool:
@@ -346,6 +347,7 @@ class JobStore:
             now = self.clock()
             job.stage, job.stage_at = Stage.uploading, now
             job.lease_until = now + timedelta(seconds=upload_lease_s)
+            job.uploader = instance if uploading_here else None
             job.metrics.synth_s = round(synth_s, 4)
             job.metrics.gpu_s = round((job.metrics.gpu_s or 0.0) + synth_s, 4)
             job.metrics.rtf = round(synth_s / duration_s, 4) if duration_s > 0 else None
@@ -383,6 +385,7 @@ class JobStore:
             if job.status != JobStatus.running or job.stage != Stage.uploading:
                 return False
             job.lease_until = self.clock() + timedelta(seconds=lease_s)
+            job.uploader = None  # the I/O worker's from now: its lease bounds it
             return True
 
         ok, job = self._change(job_id, change)
@@ -398,6 +401,7 @@ class JobStore:
             if job.lease_until != seen:
                 return False
             job.lease_until = self.clock() + timedelta(seconds=lease_s)
+            job.uploader = None
             return True
 
         return bool(self._change(job_id, change)[0])

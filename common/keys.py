@@ -66,9 +66,11 @@ SWEEP_COUNTS = f"{PREFIX}:sweep:counts"
 #: Hash of storage keys whose delete failed (a job canceled mid-upload); the sweeper retries.
 ORPHAN_OBJECTS = f"{PREFIX}:orphan-objects"
 
-#: Kombu's own Redis keys for the broker (its defaults): the unacked-message hash, and the
-#: separator of a queue's priority lists. The sweeper reads them to find jobs with no message.
+#: Kombu's own Redis keys for the broker (its defaults): the unacked-message hash, its index
+#: (a sorted set of delivery tags scored by when each was delivered), and the separator of a
+#: queue's priority lists. The sweeper reads them to find jobs with no message.
 BROKER_UNACKED = "unacked"
+BROKER_UNACKED_INDEX = "unacked_index"
 BROKER_PRIORITY_SEP = "\x06\x16"
 BROKER_PRIORITY_STEPS = (0, 3, 6, 9)
 
@@ -90,6 +92,9 @@ def worker_heartbeat(instance: str) -> str:
 #: finding the live workers costs the same however many jobs are stored (a `SCAN` for the
 #: heartbeat keys walked the whole keyspace). Readers drop names whose key has expired.
 WORKERS = f"{PREFIX}:workers"
+#: When a synthesis worker last wrote its heartbeat (Unix seconds), loading or ready; kept
+#: after it stops, so the drop-in route can tell a restart from a stack with no engine.
+SYNTH_SEEN = f"{PREFIX}:synth:seen"
 
 
 def voice(voice_id: str) -> str:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Any
+import time
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
@@ -33,12 +34,17 @@ _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _JOB_TASKS = {keys.TASK_SYNTHESIZE, keys.TASK_UPLOAD}
 
 
-def broker_job_ids(client: redis.Redis, queue: str, chunk: int = 500) -> set[str]:
+def broker_job_ids(
+    client: redis.Redis, queue: str, chunk: int = 500, delivered_within_s: float | None = None
+) -> set[str]:
     """Ids of the jobs that have a message in `queue`, waiting or delivered but not acked.
 
     Reads kombu's own keys (see `keys.BROKER_*`); each message's `argsrepr` header holds the
     task's arguments, and a message carries only its job id. Messages of other queues in the
-    unacked hash are ignored.
+    unacked hash are ignored. With `delivered_within_s`, a message delivered longer ago than
+    that and never acked is left out: for a job still queued, its consumer died with it (a
+    live one would have claimed the job), and kombu would give it back only after the whole
+    visibility timeout.
     """
     found: set[str] = set()
 
@@ -53,9 +59,14 @@ def broker_job_ids(client: redis.Redis, queue: str, chunk: int = 500) -> set[str
             for raw in batch:
                 note(json.loads(raw))
             start += chunk
-    for raw in client.hvals(keys.BROKER_UNACKED):
+    since = 0.0 if delivered_within_s is None else time.time() - delivered_within_s
+    at: dict[bytes, float] = {}
+    if delivered_within_s is not None:
+        scored = client.zrange(keys.BROKER_UNACKED_INDEX, 0, -1, withscores=True)
+        at = dict(cast(list[tuple[bytes, float]], scored))
+    for tag, raw in cast(dict[bytes, bytes], client.hgetall(keys.BROKER_UNACKED)).items():
         message, _exchange, routing_key = json.loads(raw)
-        if routing_key == queue:
+        if routing_key == queue and at.get(tag, since) >= since:
             note(message)
     return found
 

@@ -279,6 +279,10 @@ class JobRecord(BaseModel):
     #: While uploading: the upload in flight renews this before it passes; the sweeper sends
     #: the upload again only after it has passed (so a slow attempt is never doubled).
     lease_until: datetime | None = None
+    #: While uploading: the synthesis worker making the upload's attempt itself (its engine
+    #: was idle). That attempt ends with its heartbeat, not only with the lease. None: the
+    #: I/O worker's, bounded by the lease.
+    uploader: str | None = None
     audio: AudioInfo | None = None
     #: Only while synthesizing, and only from an engine that can tell (`JobStore.note_progress`).
     progress: Progress | None = None

@@ -1,16 +1,20 @@
 """The sweeper: what keeps an accepted job from being stuck when a process or Redis fails.
 
 Run every `TTS_SWEEP_INTERVAL_S` by each I/O worker, in its own thread; a Redis lock lets one
-sweeper at a time work, so a stuck job is sent again exactly once. Each job it finds is logged
-with its id and counted (`keys.SWEEP_COUNTS`). It looks for:
+sweeper at a time work, so a stuck job is sent again exactly once. The lock names the worker
+that holds it and ends with that worker's heartbeat: a sweeper killed mid-sweep (a shutdown,
+a SIGKILL) never keeps the others from sweeping for the lock's whole TTL. Each job it finds is
+logged with its id and counted (`keys.SWEEP_COUNTS`). It looks for:
 
 - the outbox's due jobs: stored but not published (the API died, or publishing failed), a
   retry whose delay has passed, or a job found with no message: their message is sent;
 - a job held by a worker whose heartbeat expired, or by a live worker whose heartbeat says it is
   working on something else (its task died after the claim): back to the queue;
-- an upload whose lease passed with no attempt renewing it (its task was lost): sent again;
+- an upload whose lease passed with no attempt renewing it (its task was lost), or whose
+  synthesis worker, uploading itself, died: sent again;
 - a queued job with no message in the broker, seen so twice at least `grace_s` apart (what a
-  Redis killed mid-write can forget): into the outbox;
+  Redis killed mid-write can forget, or a message that died unacked with its worker): into
+  the outbox;
 - ended jobs past their expiry, with their audio, and audio objects whose delete failed.
 """
 
@@ -25,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import cast
 
 import redis
-from redis.exceptions import LockError
+from redis.client import Pipeline
 
 from common import keys
 from common.errors import StorageUnavailable
@@ -34,7 +38,7 @@ from common.queue import broker_job_ids
 from common.resultcache import ResultCache
 from common.schemas import JobRecord, Stage
 from common.storage import Storage
-from common.workers import current_jobs
+from common.workers import current_jobs, new_instance_name
 
 log = logging.getLogger(__name__)
 
@@ -67,25 +71,29 @@ class Sweeper:
     upload_lease_s: float
     #: instance -> the jobs its heartbeat says it holds, for every live worker.
     heartbeats: Callable[[], dict[str, set[str]]] | None = None
-    #: Ids of jobs with a synthesis message in the broker.
+    #: Ids of jobs with a live synthesis message in the broker: waiting, or delivered within
+    #: `grace_s` (a queued job's message delivered before that died with its consumer).
     messages: Callable[[], set[str]] | None = None
+    #: The heartbeat name of the worker this sweeper runs in: the lock's holder.
+    instance: str = field(default_factory=lambda: new_instance_name("sweeper"))
     _last_orphan_check: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         client = self.store.redis
         self.heartbeats = self.heartbeats or (lambda: current_jobs(client))
-        self.messages = self.messages or (lambda: broker_job_ids(client, keys.SYNTH_QUEUE))
+        self.messages = self.messages or (
+            lambda: broker_job_ids(client, keys.SYNTH_QUEUE, delivered_within_s=self.grace_s)
+        )
 
     def run(self) -> SweepReport | None:
         """Sweep once if no other sweeper is sweeping now; None if one is."""
-        lock = self.store.redis.lock(keys.SWEEP_LOCK, timeout=LOCK_TTL_S, blocking=False)
-        if not lock.acquire():
+        if not self._lock():
             return None
         try:
             report = self.sweep()
         finally:
-            with contextlib.suppress(LockError, redis.RedisError):
-                lock.release()
+            with contextlib.suppress(redis.RedisError):
+                self._unlock()
         counts = report.counts()
         if counts:
             pipe = self.store.redis.pipeline()
@@ -93,6 +101,38 @@ class Sweeper:
                 pipe.hincrby(keys.SWEEP_COUNTS, name, n)
             pipe.execute()
         return report
+
+    def _lock(self) -> bool:
+        """Take the sweep lock: free, or held by a worker whose heartbeat has expired."""
+        client = self.store.redis
+        if client.set(keys.SWEEP_LOCK, self.instance, nx=True, ex=LOCK_TTL_S):
+            return True
+        assert self.heartbeats is not None
+        live = self.heartbeats()
+        left_by: list[bytes | None] = []
+
+        def take(pipe: Pipeline) -> None:
+            left_by.clear()
+            holder = cast(bytes | None, pipe.get(keys.SWEEP_LOCK))
+            if holder is not None and holder.decode() in live:
+                return
+            pipe.multi()
+            pipe.set(keys.SWEEP_LOCK, self.instance, ex=LOCK_TTL_S)
+            left_by.append(holder)
+
+        client.transaction(take, keys.SWEEP_LOCK)
+        if not left_by:
+            return False
+        log.warning("sweep lock of %r taken over: its worker is gone", left_by[0])
+        return True
+
+    def _unlock(self) -> None:
+        def release(pipe: Pipeline) -> None:
+            if pipe.get(keys.SWEEP_LOCK) == self.instance.encode():
+                pipe.multi()
+                pipe.delete(keys.SWEEP_LOCK)
+
+        self.store.redis.transaction(release, keys.SWEEP_LOCK)
 
     def sweep(self) -> SweepReport:
         report = SweepReport()
@@ -116,10 +156,13 @@ class Sweeper:
             if job is None or job.worker is None:
                 continue
             if job.stage == Stage.uploading:
-                if _lease_passed(job, now, self.upload_lease_s) and self.store.take_over_upload(
-                    job_id, job.lease_until, self.upload_lease_s
+                # A synthesis worker's own attempt ends with its heartbeat: no lease to wait out.
+                died = job.uploader is not None and job.uploader not in working_on
+                if (died or _lease_passed(job, now, self.upload_lease_s)) and (
+                    self.store.take_over_upload(job_id, job.lease_until, self.upload_lease_s)
                 ):
-                    log.warning("[job %s] upload stalled; sending it again", job_id)
+                    why = f"worker {job.uploader} is gone" if died else "its lease passed"
+                    log.warning("[job %s] upload stalled (%s); sending it again", job_id, why)
                     self.publish_upload(job_id)
                     report.reuploaded.append(job_id)
                 continue

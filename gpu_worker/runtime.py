@@ -47,6 +47,9 @@ from gpu_worker.webhooks import Pump
 log = logging.getLogger(__name__)
 
 ROLE_ENV = "TTSQ_WORKER_ROLE"
+#: How long a stopping I/O worker lets a sweep in progress finish; past it the lock is left
+#: for the next sweeper to take over once this worker's heartbeat is gone.
+SWEEP_STOP_WAIT_S = 10.0
 STOP_REASON_ENV = "TTSQ_STOP_REASON_FILE"
 
 
@@ -254,6 +257,7 @@ def start_io(settings: Settings, app: Celery) -> Runtime:
         publish_upload=partial(publish_upload, app),
         grace_s=settings.stuck_grace_s,
         upload_lease_s=settings.upload_lease_s,
+        instance=beat.instance,
     )
     heartbeat = Heartbeat(
         client, beat, interval_s=settings.heartbeat_interval_s, ttl_s=settings.heartbeat_ttl_s
@@ -277,6 +281,8 @@ def stop() -> None:
             _current.pipeline.close()  # the job on the engine finishes and is handed on
         if _current.sweeper is not None:
             _current.sweeper.stop()
+            # A sweep in progress ends and gives its lock back before the heartbeat goes.
+            _current.sweeper.join(timeout=SWEEP_STOP_WAIT_S)
         if _current.webhooks is not None:
             _current.webhooks.stop()
         _current.heartbeat.stop()

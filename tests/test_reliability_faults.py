@@ -93,9 +93,9 @@ def test_worker_killed_after_synthesis_before_upload_loses_no_audio(make_stack: 
 def test_worker_killed_while_uploading_its_own_audio_loses_no_audio(make_stack: MakeStack) -> None:
     # One job at a time, the synthesis process makes the upload's first attempt itself
     # (`Synthesizer.upload_here`). Storage hangs (its server stopped: connections open, no
-    # answer) and the worker dies in the attempt: once the lease passes, the I/O worker
-    # uploads what the hand-off kept.
-    stack = make_stack(TTS_UPLOAD_LEASE_S="3")
+    # answer) and the worker dies in the attempt: once its heartbeat has expired (2 s here),
+    # not its 60 s lease, the I/O worker uploads what the hand-off kept.
+    stack = make_stack(TTS_UPLOAD_LEASE_S="60")
     stack.api.start()
     stack.worker.start()
     wait_engine_ready(stack)
@@ -105,13 +105,15 @@ def test_worker_killed_while_uploading_its_own_audio_loses_no_audio(make_stack: 
     job = stack.submit(text="uploaded by the dead", metadata={"probe": p})
     stack.wait_status(job["id"], "running", stage="uploading")
     stack.worker.kill()
+    killed = time.monotonic()
     s3.send_signal(signal.SIGCONT)
     stack.io.start()
     done = stack.wait_end(job["id"], timeout=30)
+    assert time.monotonic() - killed < 20  # the I/O worker's start included
     assert done["status"] == "succeeded" and done["attempts"] == 1
     assert calls(stack.ledger, p) == 1
     assert objects_for(stack, job["id"]) == [f"audio/{job['id']}.wav"]
-    assert f"[job {job['id']}] upload stalled; sending it again" in stack.logs()
+    assert f"[job {job['id']}] upload stalled (worker synth@" in stack.logs()
 
 
 def test_io_worker_killed_mid_upload_during_an_outage_still_delivers(make_stack: MakeStack) -> None:

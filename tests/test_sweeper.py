@@ -6,8 +6,10 @@ up exactly the stuck state the hardening issue reproduced and checks what the sw
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -52,6 +54,8 @@ class World:
     sent: list[tuple[str, str]] = field(default_factory=list)
 
     def sweeper(self) -> Sweeper:
+        instance = f"io-{uuid.uuid4().hex[:6]}"
+        self.beats[instance] = set()  # a live I/O worker runs each sweeper
         return Sweeper(
             store=self.store,
             storage=self.storage,
@@ -61,6 +65,7 @@ class World:
             upload_lease_s=LEASE,
             heartbeats=lambda: {w: set(jobs) for w, jobs in self.beats.items()},
             messages=lambda: set(self.messages),
+            instance=instance,
         )
 
     def submit(self) -> str:
@@ -336,3 +341,35 @@ def test_a_slow_sweep_never_lets_the_io_workers_heartbeat_expire(
             time.sleep(0.1)
     finally:
         runtime.stop()
+
+
+def test_a_sweep_lock_left_by_a_dead_io_worker_is_taken_over_at_once(world: World) -> None:
+    job_id = world.store.create("o", JobRequest(text="left behind")).id
+    world.clock.advance(GRACE + 1)
+    world.store.redis.set(keys.SWEEP_LOCK, "io@gone:1:abcdef", ex=120)  # killed mid-sweep
+    assert world.sweeper().run() is not None
+    assert world.sent == [("synth", job_id)]
+
+
+def test_a_sweep_lock_held_by_a_live_io_worker_is_respected(world: World) -> None:
+    world.beats["io@alive:1:abcdef"] = set()
+    world.store.redis.set(keys.SWEEP_LOCK, "io@alive:1:abcdef", ex=120)
+    assert world.sweeper().run() is None
+
+
+def test_a_message_delivered_long_ago_and_never_acked_no_longer_counts(store: JobStore) -> None:
+    from common.queue import broker_job_ids, make_celery, task_message
+    from common.settings import Settings
+
+    app = make_celery(Settings(redis_url="redis://127.0.0.1:1/0"))
+    client = store.redis
+    for job_id, delivered_s_ago in (("a" * 32, 120.0), ("b" * 32, 1.0)):
+        _, raw = task_message(app, keys.TASK_SYNTHESIZE, keys.SYNTH_QUEUE, job_id)
+        tag = f"tag-{job_id[0]}"
+        client.hset(keys.BROKER_UNACKED, tag, json.dumps([json.loads(raw), "", keys.SYNTH_QUEUE]))
+        client.zadd(keys.BROKER_UNACKED_INDEX, {tag: time.time() - delivered_s_ago})
+    try:
+        assert broker_job_ids(client, keys.SYNTH_QUEUE) == {"a" * 32, "b" * 32}
+        assert broker_job_ids(client, keys.SYNTH_QUEUE, delivered_within_s=30) == {"b" * 32}
+    finally:
+        client.delete(keys.BROKER_UNACKED, keys.BROKER_UNACKED_INDEX)
