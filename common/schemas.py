@@ -148,7 +148,7 @@ class JobRequest(Strict):
     The audio options (`format`, `sample_rate`, `speed`, `pitch`, `energy`,
     `target_duration_s`) are applied after synthesis, off the GPU: time-stretching keeps the
     pitch; a stretch beyond `max_stretch` (or TTS_MAX_STRETCH) either way is capped, and the
-    job says by how much it missed its target.
+    job says by how much it missed its target (unless `strict_duration`: then it is exact).
     """
 
     text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -172,6 +172,11 @@ class JobRequest(Strict):
     #: Stretch the result to last this long (within ±2% when the stretch is within bounds).
     target_duration_s: Annotated[float, Field(gt=0, le=600)] | None = None
     max_stretch: Annotated[float, Field(ge=1.0, le=4.0)] | None = None
+    #: Last exactly `target_duration_s` (each segment exactly its own), to the sample: short
+    #: at the `max_stretch` cap, padded with silence; long, stretched up to
+    #: TTS_MAX_STRICT_STRETCH and cut under a fade-out; a warning says which. No target, no
+    #: effect. Default: TTS_STRICT_DURATION.
+    strict_duration: bool | None = None
     #: 2 delivers the (mono) speech on both channels; default 1.
     channels: Annotated[int, Field(ge=1, le=2)] | None = None
     #: Normalise to this integrated loudness (ITU-R BS.1770, LUFS: -23 broadcast, -16 web)...

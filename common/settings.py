@@ -130,6 +130,14 @@ class Settings(BaseSettings):
     #: Time-stretching beyond this ratio either way is capped (the job warns by how much its
     #: target was missed).
     max_stretch: float = Field(default=1.5, ge=1.0, le=4.0)
+    #: A job with a target lasts exactly that, to the sample (a job's `strict_duration` wins):
+    #: what the capped stretch leaves short is padded with silence; what it leaves long is
+    #: stretched further, up to `max_strict_stretch`, and the rest cut under a fade-out.
+    #: `STRICT_DURATION` is the original service's name for it.
+    strict_duration: bool = Field(
+        default=False, validation_alias=AliasChoices("TTS_STRICT_DURATION", "STRICT_DURATION")
+    )
+    max_strict_stretch: float = Field(default=2.5, ge=1.0, le=4.0)
     #: Addresses a `voice_url` may resolve to although not public (e.g. `127.0.0.0/8` in
     #: tests, a MinIO on the private network), comma separated.
     fetch_allow_cidrs: str = ""

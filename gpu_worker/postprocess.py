@@ -21,6 +21,10 @@ from common.schemas import MP3_RATES, OPUS_RATES, JobRequest
 from common.storage import CONTENT_TYPES
 from gpu_worker import loudness
 
+#: How long the fade-out under a strict duration's cut lasts: long enough not to click,
+#: short enough to keep the last syllable.
+FADE_OUT_S = 0.015
+
 
 @dataclass
 class Delivered:
@@ -48,17 +52,34 @@ def fit(
     target_s: float | None,
     speed: float | None,
     max_stretch: float,
+    strict: bool = False,
+    max_strict_stretch: float = 2.5,
 ) -> tuple[Samples, float | None, list[str]]:
     """Stretch mono `samples` by `speed`, or to last `target_s` (the target wins when both are
     given: speed only sets the rate the target is then met from). Returns the samples, the
-    ratio of the new duration to the old (None when untouched), and warnings."""
+    ratio of the new duration to the old (None when untouched), and warnings.
+
+    `strict` (with a target): the result is exactly round(target_s * rate) samples, whatever
+    the stretch needed. Too short at the `max_stretch` cap, the rest is silence at the end;
+    too long, it is sped up further, up to `max_strict_stretch`, and what is still over is
+    cut under a short fade-out. A warning says what strictness changed beyond the stretch."""
     if target_s is None and (speed is None or speed == 1.0):
         return samples, None, []
     length = audio.duration_s(samples, rate)
     wanted = target_s if target_s is not None else length / float(speed or 1.0)
     ratio = wanted / length
-    warnings = []
+    warnings: list[str] = []
     bounded = min(max(ratio, 1 / max_stretch), max_stretch)
+    if bounded != ratio and target_s is not None and strict:
+        out, warnings = _fit_strictly(
+            samples,
+            rate,
+            frames=round(target_s * rate),
+            ratio=ratio,
+            max_stretch=max_stretch,
+            max_strict_stretch=max_strict_stretch,
+        )
+        return out, round(audio.duration_s(out, rate) / length, 4), warnings
     if bounded != ratio and target_s is not None:
         got = length * bounded
         warnings.append(
@@ -70,6 +91,45 @@ def fit(
     if bounded == ratio:  # land exactly on the target: Rubber Band is within a few frames
         out = _exact_length(out, round(wanted * rate))
     return out, round(audio.duration_s(out, rate) / length, 4), warnings
+
+
+def _fit_strictly(
+    samples: Samples,
+    rate: int,
+    *,
+    frames: int,
+    ratio: float,
+    max_stretch: float,
+    max_strict_stretch: float,
+) -> tuple[Samples, list[str]]:
+    # `ratio` is beyond `max_stretch` one way or the other.
+    if ratio > max_stretch:  # slowing speech further would drag it: silence fills the slot
+        out = _stretch(samples, rate, max_stretch)
+        padded = frames - out.shape[0]
+        note = f"padded {padded / rate:.2f}s of silence (the {max_stretch:g}x cap left it short)"
+        return _exact_length(out, frames), [f"strict duration: {note}"] if padded > 0 else []
+    # A request's own max_stretch may exceed the deployment's strict limit: never less than it.
+    limit = max(max_stretch, max_strict_stretch)
+    factor = min(1 / ratio, limit)
+    out = _stretch(samples, rate, 1 / factor)
+    over = out.shape[0] - frames
+    notes = []
+    if factor > max_stretch:
+        notes.append(f"stretched {factor:.2f}x faster (over the {max_stretch:g}x cap)")
+    if factor < 1 / ratio and over > 0:  # beyond the limit; else Rubber Band's few frames
+        notes.append(f"trimmed {over / rate:.2f}s")
+    warnings = [f"strict duration: {' and '.join(notes)}"] if notes else []
+    return _fade_to(out, frames, rate), warnings
+
+
+def _fade_to(samples: Samples, frames: int, rate: int) -> Samples:
+    if samples.shape[0] <= frames:
+        return _exact_length(samples, frames)
+    # A cut mid-word steps to zero, which clicks; a short ramp down to it does not.
+    out = samples[:frames].copy()
+    n = min(frames, round(FADE_OUT_S * rate))
+    out[frames - n :] *= np.linspace(1.0, 0.0, n, dtype=np.float32)
+    return out
 
 
 def _stretch(samples: Samples, rate: int, ratio: float) -> Samples:
@@ -133,9 +193,23 @@ def _decoded(data: bytes, fmt: str, rate: int, channels: int) -> Samples:
     return audio.decode_raw(data, rate, channels) if fmt == "pcm_s16le" else audio.decode(data)[0]
 
 
-def deliver(wav: bytes, request: JobRequest, *, max_stretch: float) -> Delivered:
+def deliver(
+    wav: bytes,
+    request: JobRequest,
+    *,
+    max_stretch: float,
+    strict_duration: bool = False,
+    max_strict_stretch: float = 2.5,
+) -> Delivered:
     """The engine's WAV as the request asked for it. Loudness and peak are measured on the
-    delivered file, decoded, so they are what a client measures."""
+    delivered file, decoded, so they are what a client measures.
+
+    `strict_duration` (TTS_STRICT_DURATION; the request's own `strict_duration` wins): a job
+    with a target is exactly round(target_duration_s * sample_rate) frames at the delivered
+    rate (`fit`, then made exact again after resampling). Exact as WAV, FLAC and raw PCM; a
+    decoded MP3 (or Opus) may differ by the encoder's padding and priming.
+    """
+    strict = request.strict_duration if request.strict_duration is not None else strict_duration
     samples, rate = audio.decode(wav)
     samples = audio.to_mono(samples)
     stretch: float | None = None
@@ -152,6 +226,8 @@ def deliver(wav: bytes, request: JobRequest, *, max_stretch: float) -> Delivered
             target_s=request.target_duration_s,
             speed=request.speed,
             max_stretch=request.max_stretch or max_stretch,
+            strict=strict,
+            max_strict_stretch=max_strict_stretch,
         )
         warnings += more
     if request.pitch is not None and request.pitch != 1.0:
@@ -162,8 +238,11 @@ def deliver(wav: bytes, request: JobRequest, *, max_stretch: float) -> Delivered
     out_rate = request.sample_rate or _carried_rate(rate, request.format)
     if out_rate != rate:
         samples = _resample(samples, rate, out_rate)
-    if request.segments and request.target_duration_s:  # a timed script: pad or cut the end
-        samples = _exact_length(samples, round(request.target_duration_s * out_rate))
+    if request.target_duration_s and (request.segments or strict):
+        # A timed script is padded or cut to its end; a strict fit, already exact at the
+        # engine's rate, is made exact again at the delivered one (resampling rounds).
+        frames = round(request.target_duration_s * out_rate)
+        samples = _fade_to(samples, frames, out_rate) if strict else _exact_length(samples, frames)
     channels = request.channels or 1
     if channels == 2:
         samples = np.ascontiguousarray(np.stack([samples, samples], axis=1))

@@ -186,6 +186,8 @@ def start_synth(settings: Settings, app: Celery) -> Runtime:
         max_attempts=settings.max_attempts,
         upload_lease_s=settings.stuck_grace_s,
         max_stretch=settings.max_stretch,
+        strict_duration=settings.strict_duration,
+        max_strict_stretch=settings.max_strict_stretch,
         url_voices=url_voices,
         uploaded_voices=UploadedVoices(VoiceStore(client), storage, url_voices.cache),
         results=ResultCache(client, storage) if settings.result_cache else None,

@@ -41,6 +41,8 @@ class UploadPolicy:
     #: How long one attempt may take: the sweeper waits that long before sending it again.
     lease_s: float = 60.0
     max_stretch: float = 1.5
+    strict_duration: bool = False
+    max_strict_stretch: float = 2.5
 
     @classmethod
     def of(cls, settings: Settings) -> UploadPolicy:
@@ -50,6 +52,8 @@ class UploadPolicy:
             backoff_max_s=settings.upload_backoff_max_s,
             lease_s=settings.upload_lease_s,
             max_stretch=settings.max_stretch,
+            strict_duration=settings.strict_duration,
+            max_strict_stretch=settings.max_strict_stretch,
         )
 
 
@@ -102,7 +106,13 @@ def store_audio(
     job_id = job.id
     log = job_log(__name__, job_id)
     try:
-        out = deliver(data, job.request, max_stretch=policy.max_stretch)
+        out = deliver(
+            data,
+            job.request,
+            max_stretch=policy.max_stretch,
+            strict_duration=policy.strict_duration,
+            max_strict_stretch=policy.max_strict_stretch,
+        )
     except PermanentError as exc:
         log.error("failed: post-processing: %s", exc.message)
         store.fail(job_id, "postprocess_failed", f"the audio could not be delivered: {exc.message}")
