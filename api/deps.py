@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -46,11 +48,38 @@ Svc = Annotated[Services, Depends(get_services)]
 
 
 def presented_key(request: Request) -> str | None:
+    """The key as `X-Api-Key`, `Authorization: Bearer <key>`, or `Authorization: Basic` with
+    the key as the password: what an HTTP client sends for a URL with user-info
+    (`http://dub:<key>@host:6006`), the only way a client with no key header can carry one."""
     key = request.headers.get("x-api-key")
     if key:
         return key
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    token = token.strip()
+    if not token:
+        return None
+    if scheme.lower() == "bearer":
+        return token
+    if scheme.lower() == "basic":
+        return _basic(token)[1] or None
+    return None
+
+
+def caller_label(request: Request) -> str | None:
+    """The user name of `Authorization: Basic` (a label the caller chose, never a secret),
+    recorded on the jobs it submits as `metadata.caller`."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic" or not token.strip():
+        return None
+    return _basic(token.strip())[0][:64] or None
+
+
+def _basic(token: str) -> tuple[str, str]:
+    try:
+        user, _, password = base64.b64decode(token, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return "", ""
+    return user, password
 
 
 async def get_owner(request: Request, services: Svc) -> str:
@@ -62,7 +91,9 @@ async def get_owner(request: Request, services: Svc) -> str:
     presented = presented_key(request)
     if presented is None:
         raise Unauthorized(
-            "an API key is required (X-Api-Key or Authorization: Bearer)", code="missing_api_key"
+            "an API key is required (X-Api-Key, Authorization: Bearer, or the key as the "
+            "password of the URL's user-info: http://name:<key>@host)",
+            code="missing_api_key",
         )
     owner = None
     candidate = presented.encode()

@@ -66,6 +66,7 @@ class SynthesizeRequest(Lenient):
     sample_rate: Annotated[int, Field(ge=8000, le=48000)] | None = None
     tts_backend: str | None = None
     indextts_gradio_url: str | None = None
+    strict_duration: bool | None = None
 
 
 class SynthesizeResponse(BaseModel):
@@ -74,6 +75,9 @@ class SynthesizeResponse(BaseModel):
     sample_rate: int
     format: str
     file_size: int
+    #: What the answer differs in from the request: a prompt the engine ignored, a stretch
+    #: capped, a slot missed (also in the `X-TTS-Warnings` header).
+    warnings: list[str] = Field(default_factory=list)
 
 
 class BatchRequest(Lenient):
@@ -116,7 +120,8 @@ def fingerprint(body: SynthesizeRequest) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
-def to_job(body: SynthesizeRequest) -> JobRequest:
+def to_job(body: SynthesizeRequest, caller: str | None = None) -> JobRequest:
+    """The job for one segment; `caller` is the Basic auth user name, kept in metadata."""
     prosody = body.prosody_control or ProsodyControl()
     segments = None
     if body.time_constraints is not None:
@@ -139,8 +144,15 @@ def to_job(body: SynthesizeRequest) -> JobRequest:
         pitch=None if prosody.pitch == 1.0 else prosody.pitch,
         energy=None if prosody.energy == 1.0 else prosody.energy,
         target_duration_s=body.target_duration_ms / 1000 if body.target_duration_ms else None,
+        strict_duration=body.strict_duration,
         segments=segments,
-        metadata={"route": "synthesize", "speaker_id": body.speaker_id, "language": body.language},
+        metadata={
+            "route": "synthesize",
+            "speaker_id": body.speaker_id,
+            "language": body.language,
+            **({"caller": caller} if caller else {}),
+        },
+        on_unsupported="ignore",
     )
 
 

@@ -39,6 +39,8 @@ class EndWatcher:
     def __init__(self, url: str, *, fallback_s: float = 1.0, health_check_s: int = 15) -> None:
         self.url, self.fallback_s, self.health_check_s = url, fallback_s, health_check_s
         self.subscribed = False
+        #: The process is stopping: every waiter answers now with what it has.
+        self.stopping = False
         self._waiters: dict[str, set[Woken]] = {}
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -60,6 +62,11 @@ class EndWatcher:
                 waiting.discard(event)
                 if not waiting:
                     del self._waiters[job_id]
+
+    def stop_waiting(self) -> None:
+        """Wake every waiter for good (the server is shutting down): none holds it up."""
+        self.stopping = True
+        self._wake_all()
 
     async def close(self) -> None:
         if self._task is not None:

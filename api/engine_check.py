@@ -58,6 +58,8 @@ class EngineView:
         return len(ready), sum(1 for b in ready if held(b))
 
     def check(self, request: JobRequest, beats: Beats | None = None) -> None:
+        if request.on_unsupported == "ignore":  # the worker drops what it lacks, and says so
+            return
         for caps in self.capabilities(beats):
             problems = unsupported(request, caps)
             if problems:

@@ -72,6 +72,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(TtsqError)
     async def _ttsq(_: Request, exc: TtsqError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        if exc.retry_after_s is not None:
+            headers = {"Retry-After": str(exc.retry_after_s)}
         if exc.http_status >= 500:
             log.warning("%s: %s", exc.code, exc.message)
         return envelope(exc.http_status, exc.code, exc.message, headers)

@@ -20,6 +20,7 @@ import logging
 import resource
 import socket
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -217,6 +218,27 @@ def fit_open_files(max_connections: int) -> None:
         )
 
 
+#: How long a stopping server lets requests in flight finish. Waits (`Prefer: wait`, the
+#: drop-in routes) are answered at once when it stops, so this bounds only ordinary requests.
+GRACEFUL_S = 1
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, whose shutdown closes the listener and then answers every request
+    waiting for a job at once (503 with `Retry-After` on the drop-in routes: their clients
+    retry, and the retry joins the job) instead of holding the stop for the graceful timeout."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_stop = on_stop
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # first: no new request is accepted while waits are answered
+        self.on_stop()
+        await super().shutdown(sockets)
+
+
 def serve(app: FastAPI, settings: Settings) -> int:
     """Serve until stopped; the exit status for `ttsq api`."""
     fit_open_files(settings.max_connections)
@@ -236,9 +258,9 @@ def serve(app: FastAPI, settings: Settings) -> int:
         port=settings.port,
         http=protocol,
         log_level="info",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=GRACEFUL_S,
         h11_max_incomplete_event_size=16 * 1024,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, app.state.services.ends.stop_waiting)
     server.run(sockets=[listen(settings.host, settings.port)])
     return 0 if server.started else 3

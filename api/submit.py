@@ -158,10 +158,11 @@ def _publish(svc: Services, job: JobRecord) -> JobRecord:
 async def wait_for_end(svc: Services, job: JobRecord, wait_s: float) -> JobRecord:
     """Wait until the job ends or `wait_s` passes. No thread is held and Redis is not polled
     while waiting: the end is announced with the ended record (`api/ends.py`), and the record
-    is read only when the subscription could not bring it."""
+    is read only when the subscription could not bring it. A server shutting down ends every
+    wait at once (`EndWatcher.stop_waiting`): the job stays queued and a retry joins it."""
     deadline = time.monotonic() + wait_s
     with svc.ends.watch(job.id) as maybe_ended:
-        while not job.status.terminal:
+        while not job.status.terminal and not svc.ends.stopping:
             try:
                 await asyncio.wait_for(maybe_ended.wait(), deadline - time.monotonic())
             except TimeoutError:

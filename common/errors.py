@@ -10,12 +10,18 @@ from __future__ import annotations
 class TtsqError(Exception):
     code = "internal_error"
     http_status = 500
+    #: Where it reaches a client: the `Retry-After` it is answered with, in seconds.
+    retry_after_s: int | None = None
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after_s: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        if retry_after_s is not None:
+            self.retry_after_s = retry_after_s
 
 
 class TransientError(TtsqError):

@@ -43,7 +43,7 @@ from common.voicestore import VoiceStore
 log = logging.getLogger(__name__)
 
 #: Request fields that do not change the audio.
-NOT_IN_KEY = {"metadata", "webhook_url", "webhook_events", "priority", "cache"}
+NOT_IN_KEY = {"metadata", "webhook_url", "webhook_events", "priority", "cache", "on_unsupported"}
 #: An entry lapses this long (at most a quarter of what is left) before its source job
 #: expires, so a hit rarely races the sweeper's delete of the source's audio; one that still
 #: does finds no object, and is a miss, not an error.

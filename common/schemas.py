@@ -198,6 +198,11 @@ class JobRequest(Strict):
     priority: Priority | None = None
     #: False: always synthesise afresh, never reuse stored audio (`common/resultcache.py`).
     cache: bool = True
+    #: What the running engine cannot do (a voice, reference audio, an emotion control):
+    #: `refuse` it with a 422, or `ignore` it, with a warning on the job naming each part
+    #: dropped, and speak in the default voice (`common/capabilities.py`). The drop-in routes
+    #: send `ignore`: their clients never retry a 4xx.
+    on_unsupported: Literal["refuse", "ignore"] = "refuse"
 
     @model_validator(mode="after")
     def _consistent(self) -> JobRequest:

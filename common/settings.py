@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     max_wait_s: float = Field(default=60.0, ge=0, le=60)
     #: How long `POST /synthesize` holds the request (the dubbing client's own timeout is 600 s).
     synthesize_wait_s: float = Field(default=600.0, ge=0, le=3600)
+    #: While no synthesis worker is ready, `POST /synthesize` (and the other drop-in routes)
+    #: still queue the job and hold the request if one was seen (loading or ready) within
+    #: this long: a restart, or an engine that takes minutes to load, costs the client no
+    #: retries. Past it, 503 `engine_unavailable`.
+    engine_grace_s: float = Field(default=300.0, ge=0)
     #: Serve `/docs`, `/redoc` and `/openapi.json` to anyone. Off: `/openapi.json` needs a key
     #: like every route, and the two browser pages (which cannot send one) are not served.
     public_docs: bool = False

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import time
 from typing import cast
 
 import redis
@@ -29,7 +30,15 @@ def write_heartbeat(client: redis.Redis, beat: WorkerHeartbeat, ttl_s: float) ->
     pipe = client.pipeline(transaction=False)
     pipe.set(keys.worker_heartbeat(beat.instance), beat.model_dump_json(), px=int(ttl_s * 1000))
     pipe.sadd(keys.WORKERS, beat.instance)
+    if beat.kind == "synth":
+        pipe.set(keys.SYNTH_SEEN, f"{time.time():.3f}")
     pipe.execute()
+
+
+async def synth_seen_s_ago(client: aioredis.Redis) -> float | None:
+    """Seconds since a synthesis worker last wrote its heartbeat; None if none ever did."""
+    raw = await client.get(keys.SYNTH_SEEN)
+    return None if raw is None else max(0.0, time.time() - float(raw))
 
 
 def remove_heartbeat(client: redis.Redis, instance: str) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from common.audio import from_pcm16, pcm16
-from common.capabilities import check as check_capabilities
+from common.capabilities import admit
 from common.errors import PermanentError, TransientError
 from common.jobstore import ClaimResult, JobStore, Message
 from common.resultcache import ResultCache
@@ -63,6 +63,8 @@ class Prepared:
 
     job: JobRecord
     request: JobRequest
+    #: What the engine ignored of the job's request (`on_unsupported: ignore`).
+    warnings: list[str] = field(default_factory=list)
     #: When the claim read the job (`time.monotonic`).
     claimed_at: float = field(default_factory=time.monotonic)
 
@@ -96,6 +98,9 @@ class Synthesizer:
     upload_lease_s: float = 20.0
     retry_base_s: float = 1.0
     max_stretch: float = 1.5
+    #: TTS_STRICT_DURATION and TTS_MAX_STRICT_STRETCH, for a timed script's segments.
+    strict_duration: bool = False
+    max_strict_stretch: float = 2.5
     url_voices: UrlVoices | None = None
     uploaded_voices: UploadedVoices | None = None
     results: ResultCache | None = None
@@ -133,9 +138,9 @@ class Synthesizer:
         job = claim.job
         log.info("synthesising (attempt %s of %s)", job.attempts, self.max_attempts)
         try:
-            check_capabilities(job.request, engine.capabilities())
+            admitted, ignored = admit(job.request, engine.capabilities())
             request = resolve_references(
-                job.request,
+                admitted,
                 job.owner,
                 engine,
                 url_voices=self.url_voices,
@@ -148,7 +153,7 @@ class Synthesizer:
                 return SynthesisOutcome(Next.done)
         except Exception as exc:
             return self._settle(exc, job)
-        return Prepared(job, request)
+        return Prepared(job, request, warnings=ignored)
 
     def speak_job(self, prepared: Prepared) -> Spoken:
         """Run the engine on a prepared job; never raises (the error is in what it returns).
@@ -163,7 +168,12 @@ class Synthesizer:
         try:
             progress = JobProgress(self.store, job.id, self.instance)
             out = speak(
-                prepared.request, self.engine, max_stretch=self.max_stretch, progress=progress
+                prepared.request,
+                self.engine,
+                max_stretch=self.max_stretch,
+                strict_duration=self.strict_duration,
+                max_strict_stretch=self.max_strict_stretch,
+                progress=progress,
             )
         except Exception as exc:
             return Spoken(None, exc, time.perf_counter() - started)
@@ -194,11 +204,12 @@ class Synthesizer:
             wav,
             synth_s=spoken.synth_s,
             duration_s=out.duration_s,
-            warnings=out.warnings,
+            warnings=[*prepared.warnings, *out.warnings],
             # Run here, the attempt holds the upload's lease from now (the sweeper resends it
             # if this process dies in it); for the I/O worker, until its task starts.
             upload_lease_s=self.upload_lease_s if here is None else here.policy.lease_s,
             message=self.upload_message if here is None else None,
+            uploading_here=here is not None,
         ):
             log.info("audio discarded: the job was canceled or taken over meanwhile")
             return SynthesisOutcome(Next.done)
@@ -255,16 +266,20 @@ def speak(
     engine: Engine,
     *,
     max_stretch: float,
+    strict_duration: bool = False,
+    max_strict_stretch: float = 2.5,
     progress: ProgressListener | None = None,
 ) -> SynthesisOutput:
     """Run the engine for one job (its reference audio already resolved): a timed script
-    spoken segment by segment, each fitted to its slot and placed at its start.
+    spoken segment by segment, each fitted to its slot and placed at its start. Strict
+    (`strict_duration`, unless the request says), each segment fills exactly its slot.
 
     `progress` hears segments done of total: the script's, or else the engine's own.
     """
     if not request.segments:
         with progress_to(progress):
             return engine.synthesize(request)
+    strict = request.strict_duration if request.strict_duration is not None else strict_duration
     parts, warnings, rate = [], [], 0
     total = len(request.segments)
     if progress is not None:
@@ -278,6 +293,8 @@ def speak(
             target_s=segment.target_duration_s,
             speed=request.speed,
             max_stretch=request.max_stretch or max_stretch,
+            strict=strict,
+            max_strict_stretch=max_strict_stretch,
         )
         warnings += [f"segments[{i}]: {w}" for w in (*out.warnings, *more)]
         parts.append((fitted, segment.start_s))

@@ -311,7 +311,6 @@ def test_each_drop_in_request_is_a_ttsq_job(dub: Stack, prompts: PromptServer) -
         ({"output_format": "ogg"}, "output_format"),
         ({"sample_rate": 96000}, "sample_rate"),
         ({"prompt_audio_url": "ftp://example.com/a.wav"}, "prompt_audio_url"),
-        ({"tts_backend": "cosyvoice"}, "tts_backend"),
         ({"prompt_audio_url": "http://10.0.0.1/a.wav"}, "prompt_audio_url"),
         ({"prompt_audio_url": "http://169.254.169.254/latest/meta-data"}, "prompt_audio_url"),
         ({"prompt_audio_url": "http://[::1]/a.wav"}, "prompt_audio_url"),
@@ -334,6 +333,17 @@ def test_unknown_fields_are_ignored_and_the_running_backend_is_accepted(
 ) -> None:
     body = segment(prompts, "Extra fields are fine.", 1200, tts_backend="index_tts2", extra=1)
     assert dubbing_client(dub.url, body).answer["format"] == "wav"
+
+
+def test_another_tts_backend_is_spoken_by_the_running_one_with_a_warning(
+    dub: Stack, prompts: PromptServer
+) -> None:
+    # Once a 400 (final for the dubbing client): the segment can still be spoken.
+    body = segment(prompts, "Any backend will do.", 1200, tts_backend="cosyvoice")
+    r = httpx.post(f"{dub.url}/synthesize", json=body, headers={"X-Api-Key": KEY}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert any("tts_backend: 'cosyvoice'" in w for w in r.json()["warnings"])
+    assert "cosyvoice" in r.headers["x-tts-warnings"]
 
 
 def test_a_prompt_that_is_not_audio_fails_naming_the_host(

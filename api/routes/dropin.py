@@ -1,9 +1,21 @@
 """The original service's routes, served by ttsq's queue: `POST /synthesize`, `GET /speakers`.
 
-A drop-in for the dubbing worker's client: only `TTS_SERVICE_URL` moves (and `X-Api-Key` is
-added). Each request is a ttsq job like any other (listed, with metrics and warnings); the
-answer is held until the job ends, up to TTS_SYNTHESIZE_WAIT_S (600 s, the client's own
-timeout), without a thread per waiting request.
+A drop-in for the dubbing worker's client: only `TTS_SERVICE_URL` moves, with the key in its
+user-info (`http://dub:<key>@host:6006`, sent as `Authorization: Basic`). Each request is a
+ttsq job like any other (listed, with metrics and warnings); the answer is held until the job
+ends, up to TTS_SYNTHESIZE_WAIT_S (600 s, the client's own timeout), without a thread per
+waiting request.
+
+That client retries only transport errors and 429/5xx, so what would be a 4xx on ttsq's own
+API is not one here when the request can still be spoken:
+- a prompt, emotion or speaker the running engine cannot use is dropped, and the default
+  voice speaks (`on_unsupported: ignore`); a speaker id that names no voice, and a
+  `tts_backend` that is not the running engine, likewise;
+- each answer says what was dropped: `warnings` in the JSON and `X-TTS-Warnings` on every
+  answer (Go's decoder ignores unknown fields).
+While no synthesis worker is ready (a restart, a model still loading), the job is queued and
+the request held, as long as one was seen within TTS_ENGINE_GRACE_S; a server that stops
+answers its waiting requests at once with 503 and `Retry-After`, and the retry joins the job.
 """
 
 from __future__ import annotations
@@ -18,7 +30,7 @@ from fastapi import APIRouter, Header, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Owner, Svc
+from api.deps import Owner, Svc, caller_label
 from api.dropin import (
     BatchRequest,
     BatchResponse,
@@ -39,7 +51,8 @@ from common.errors import ApiError, ServiceUnavailable, Unprocessable
 from common.jobstore import new_job_id
 from common.schemas import AudioInfo, ErrorEnvelope, JobRecord, JobRequest, JobStatus
 from common.storage import CONTENT_TYPES, LocalStorage, audio_key
-from common.workers import alive_workers
+from common.voice_schemas import is_uploaded_voice
+from common.workers import synth_seen_s_ago
 
 T = TypeVar("T", SynthesizeRequest, BatchRequest)
 router = APIRouter(tags=["drop-in (the original service's contract)"])
@@ -78,17 +91,45 @@ async def _parse(request: Request, model: type[T]) -> T:
         raise BadRequest(describe_errors(errors)) from None
 
 
-def _check_engine(svc: Svc, body: SynthesizeRequest) -> None:
-    synth = [w for w in alive_workers(svc.store.redis) if w.kind == "synth"]
+async def engine_warnings(svc: Svc, tts_backend: str | None = None) -> list[str]:
+    """503 if no synthesis worker is up or was seen within TTS_ENGINE_GRACE_S (loading
+    counts); else what the request will not get from the running engine."""
+    synth = [b for b in await svc.engine_view.beats_async() if b.kind == "synth"]
     if not synth:
-        raise ServiceUnavailable(
-            "no synthesis worker is running; retry once one is up", code="engine_unavailable"
-        )
-    running = sorted({w.engine for w in synth if w.engine})
-    if body.tts_backend and running and not any(same_backend(body.tts_backend, r) for r in running):
-        raise BadRequest(
-            f"tts_backend: {body.tts_backend!r} is not the running engine ({', '.join(running)})"
-        )
+        grace = svc.settings.engine_grace_s
+        seen = await synth_seen_s_ago(svc.aredis)
+        if seen is None or seen > grace:
+            raise ServiceUnavailable(
+                f"no synthesis worker is running, nor was one seen in the last {grace:g} s "
+                "(TTS_ENGINE_GRACE_S); retry once one is up",
+                code="engine_unavailable",
+                retry_after_s=5,
+            )
+    running = sorted({b.engine for b in synth if b.engine})
+    if tts_backend and running and not any(same_backend(tts_backend, r) for r in running):
+        return [f"tts_backend: {tts_backend!r} is not running; {', '.join(running)} spoke"]
+    return []
+
+
+def warnings_header(warnings: list[str]) -> dict[str, str]:
+    """`X-TTS-Warnings`: the warnings joined with "; ", in ASCII (a header carries no more)."""
+    if not warnings:
+        return {}
+    text = "; ".join(warnings).encode("ascii", "backslashreplace").decode()
+    return {"X-TTS-Warnings": " ".join(text.split())[:4000]}
+
+
+async def known_voice(svc: Svc, owner: str, job: JobRequest) -> tuple[JobRequest, list[str]]:
+    """An uploaded voice id the caller does not have is dropped (the default voice speaks),
+    not refused: the drop-in's client never retries a 4xx. An engine voice the engine lacks
+    is dropped by the worker (`on_unsupported: ignore`)."""
+    if job.voice is None or not is_uploaded_voice(job.voice):
+        return job, []
+    voice = await run_in_threadpool(svc.voices.get, job.voice)
+    if voice is not None and voice.owner == owner:
+        return job, []
+    warning = f"speaker_id: no voice {job.voice!r}; ignored, the engine's default voice spoke"
+    return job.model_copy(update={"voice": None}), [warning]
 
 
 def _audio_url(svc: Svc, job: JobRecord) -> str:
@@ -121,24 +162,30 @@ async def synthesize(
     accept_header: Annotated[str | None, Header(alias="accept")] = None,
 ) -> Response:
     body = await _parse(request, SynthesizeRequest)
-    await run_in_threadpool(_check_engine, svc, body)
-    job = await _accept_one(svc, owner, body)
+    warnings = await engine_warnings(svc, body.tts_backend)
+    job, more = await _accept_one(svc, owner, body, caller=caller_label(request))
     job = _succeeded(await wait_for_end(svc, job, svc.settings.synthesize_wait_s), svc)
     assert job.audio is not None
+    warnings += more + job.warnings
+    headers = warnings_header(warnings)
     if _wants_audio(accept_header):
         data = await run_in_threadpool(svc.storage.get, job.audio.key)
-        return Response(data, media_type=CONTENT_TYPES[job.audio.format])
+        return Response(data, media_type=CONTENT_TYPES[job.audio.format], headers=headers)
     answer = SynthesizeResponse(
         audio_url=_audio_url(svc, job),
         duration_ms=round(job.audio.duration_s * 1000),
         sample_rate=job.audio.sample_rate,
         format=job.audio.format,
         file_size=job.audio.size_bytes,
+        warnings=warnings,
     )
-    return Response(answer.model_dump_json(), media_type="application/json")
+    return Response(answer.model_dump_json(), media_type="application/json", headers=headers)
 
 
-async def _accept_one(svc: Svc, owner: str, body: SynthesizeRequest, where: str = "") -> JobRecord:
+async def _accept_one(
+    svc: Svc, owner: str, body: SynthesizeRequest, where: str = "", caller: str | None = None
+) -> tuple[JobRecord, list[str]]:
+    """The segment's job (a repeat of the request joins it), and what was dropped from it."""
     if body.prompt_audio_url:
         await run_in_threadpool(
             check_client_url,
@@ -148,19 +195,26 @@ async def _accept_one(svc: Svc, owner: str, body: SynthesizeRequest, where: str 
             code="invalid_request",
         )
     try:
-        job_request = to_job(body)
+        job_request, warnings = await known_voice(svc, owner, to_job(body, caller=caller))
         job = (await accept(svc, owner, job_request, request_key=fingerprint(body))).job
     except ValidationError as exc:
         raise BadRequest(where + describe_errors(exc.errors())) from None
     except Unprocessable as exc:
         raise BadRequest(where + exc.message, code=exc.code) from None
-    return job
+    return job, [where + w for w in warnings]
 
 
 def _succeeded(job: JobRecord, svc: Svc, where: str = "") -> JobRecord:
     """The job if it succeeded; otherwise the error the original client should see."""
     if job.status == JobStatus.succeeded and job.audio is not None:
         return job
+    if not job.status.terminal and svc.ends.stopping:
+        raise ServiceUnavailable(
+            f"{where}the service is restarting; job {job.id} stays {job.status}, and the "
+            "same request sent again joins it",
+            code="restarting",
+            retry_after_s=1,
+        )
     if not job.status.terminal:
         raise StillRunning(
             f"{where}job {job.id} is still {job.status} after "
@@ -182,11 +236,12 @@ def _succeeded(job: JobRecord, svc: Svc, where: str = "") -> JobRecord:
 )
 async def synthesize_batch(request: Request, svc: Svc, owner: Owner) -> BatchResponse:
     batch = await _parse(request, BatchRequest)
-    await run_in_threadpool(_check_engine, svc, batch.requests[0])
+    await engine_warnings(svc)
     if batch.merge and len({(r.output_format, r.sample_rate) for r in batch.requests}) > 1:
         raise BadRequest("requests: merge needs one output_format and sample_rate for all")
+    caller = caller_label(request)
     jobs = [
-        await _accept_one(svc, owner, body, f"requests[{i}]: ")
+        (await _accept_one(svc, owner, body, f"requests[{i}]: ", caller))[0]
         for i, body in enumerate(batch.requests)
     ]
     wait_s = svc.settings.synthesize_wait_s
