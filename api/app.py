@@ -12,7 +12,7 @@ from api.deps import Services
 from api.ends import EndWatcher
 from api.engine_check import EngineView
 from api.limits import BodyLimit
-from api.routes import batches, dropin, jobs, metrics, system, usage, voices, webhooks
+from api.routes import batches, dropin, jobs, metrics, speech, system, usage, voices, webhooks
 from common.jobstore import JobStore
 from common.netguard import parse_cidrs
 from common.queue import connect_redis, connect_redis_async, make_celery, redis_url
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(batches.router)
     app.include_router(webhooks.router)
     app.include_router(dropin.router)
+    app.include_router(speech.router)
     app.include_router(usage.router)
     app.include_router(voices.router)
     app.include_router(metrics.router)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Annotated, TypeVar
+from typing import Annotated
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -40,83 +40,26 @@ from api.dropin import (
     SynthesizeRequest,
     SynthesizeResponse,
     fingerprint,
-    same_backend,
     to_job,
 )
 from api.errors import describe_errors
+from api.held import (
+    BadRequest,
+    engine_warnings,
+    parse,
+    succeeded,
+    warnings_header,
+)
 from api.submit import accept, wait_for_end
 from api.webhook_guard import check_client_url
 from common import audio
-from common.errors import ApiError, ServiceUnavailable, Unprocessable
+from common.errors import Unprocessable
 from common.jobstore import new_job_id
-from common.schemas import AudioInfo, ErrorEnvelope, JobRecord, JobRequest, JobStatus
+from common.schemas import AudioInfo, ErrorEnvelope, JobRecord, JobRequest
 from common.storage import CONTENT_TYPES, LocalStorage, audio_key
 from common.voice_schemas import is_uploaded_voice
-from common.workers import synth_seen_s_ago
 
-T = TypeVar("T", SynthesizeRequest, BatchRequest)
 router = APIRouter(tags=["drop-in (the original service's contract)"])
-#: A job that failed for one of these will fail again: the answer is 422, not 500.
-PERMANENT = {
-    "engine_rejected_input",
-    "unsupported_by_engine",
-    "fetch_failed",
-    "not_audio",
-    "postprocess_failed",
-    "voice_not_found",
-}
-
-
-class BadRequest(ApiError):
-    code = "invalid_request"
-    http_status = 400
-
-
-class JobFailed(ApiError):
-    http_status = 500
-
-
-class StillRunning(ApiError):
-    code = "timeout"
-    http_status = 504
-
-
-async def _parse(request: Request, model: type[T]) -> T:
-    try:
-        return model.model_validate_json(await request.body())
-    except ValidationError as exc:
-        errors = exc.errors()
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise BadRequest("the body is not valid JSON", code="invalid_json") from None
-        raise BadRequest(describe_errors(errors)) from None
-
-
-async def engine_warnings(svc: Svc, tts_backend: str | None = None) -> list[str]:
-    """503 if no synthesis worker is up or was seen within TTS_ENGINE_GRACE_S (loading
-    counts); else what the request will not get from the running engine."""
-    synth = [b for b in await svc.engine_view.beats_async() if b.kind == "synth"]
-    if not synth:
-        grace = svc.settings.engine_grace_s
-        seen = await synth_seen_s_ago(svc.aredis)
-        if seen is None or seen > grace:
-            raise ServiceUnavailable(
-                f"no synthesis worker is running, nor was one seen in the last {grace:g} s "
-                "(TTS_ENGINE_GRACE_S); retry once one is up",
-                code="engine_unavailable",
-                retry_after_s=5,
-            )
-    running = sorted({b.engine for b in synth if b.engine})
-    if tts_backend and running and not any(same_backend(tts_backend, r) for r in running):
-        return [f"tts_backend: {tts_backend!r} is not running; {', '.join(running)} spoke"]
-    return []
-
-
-def warnings_header(warnings: list[str]) -> dict[str, str]:
-    """`X-TTS-Warnings`: the warnings joined with "; ", in ASCII (a header carries no more)."""
-    if not warnings:
-        return {}
-    text = "; ".join(warnings).encode("ascii", "backslashreplace").decode()
-    return {"X-TTS-Warnings": " ".join(text.split())[:4000]}
 
 
 async def known_voice(svc: Svc, owner: str, job: JobRequest) -> tuple[JobRequest, list[str]]:
@@ -161,10 +104,10 @@ async def synthesize(
     owner: Owner,
     accept_header: Annotated[str | None, Header(alias="accept")] = None,
 ) -> Response:
-    body = await _parse(request, SynthesizeRequest)
+    body = await parse(request, SynthesizeRequest)
     warnings = await engine_warnings(svc, body.tts_backend)
     job, more = await _accept_one(svc, owner, body, caller=caller_label(request))
-    job = _succeeded(await wait_for_end(svc, job, svc.settings.synthesize_wait_s), svc)
+    job = succeeded(await wait_for_end(svc, job, svc.settings.synthesize_wait_s), svc)
     assert job.audio is not None
     warnings += more + job.warnings
     headers = warnings_header(warnings)
@@ -204,30 +147,6 @@ async def _accept_one(
     return job, [where + w for w in warnings]
 
 
-def _succeeded(job: JobRecord, svc: Svc, where: str = "") -> JobRecord:
-    """The job if it succeeded; otherwise the error the original client should see."""
-    if job.status == JobStatus.succeeded and job.audio is not None:
-        return job
-    if not job.status.terminal and svc.ends.stopping:
-        raise ServiceUnavailable(
-            f"{where}the service is restarting; job {job.id} stays {job.status}, and the "
-            "same request sent again joins it",
-            code="restarting",
-            retry_after_s=1,
-        )
-    if not job.status.terminal:
-        raise StillRunning(
-            f"{where}job {job.id} is still {job.status} after "
-            f"{svc.settings.synthesize_wait_s:g}s; sending the same request again waits for it"
-        )
-    error = job.error
-    code = error.code if error else str(job.status)
-    message = f"{where}job {job.id} {job.status}: {error.message if error else 'no audio'}"
-    failed = JobFailed(message, code=code)
-    failed.http_status = 422 if code in PERMANENT else 500
-    raise failed
-
-
 @router.post(
     "/synthesize/batch",
     response_model=BatchResponse,
@@ -235,7 +154,7 @@ def _succeeded(job: JobRecord, svc: Svc, where: str = "") -> JobRecord:
     summary="Synthesise several segments, optionally merged into one track (the original contract)",
 )
 async def synthesize_batch(request: Request, svc: Svc, owner: Owner) -> BatchResponse:
-    batch = await _parse(request, BatchRequest)
+    batch = await parse(request, BatchRequest)
     await engine_warnings(svc)
     if batch.merge and len({(r.output_format, r.sample_rate) for r in batch.requests}) > 1:
         raise BadRequest("requests: merge needs one output_format and sample_rate for all")
@@ -246,7 +165,7 @@ async def synthesize_batch(request: Request, svc: Svc, owner: Owner) -> BatchRes
     ]
     wait_s = svc.settings.synthesize_wait_s
     ended = await asyncio.gather(*(wait_for_end(svc, job, wait_s) for job in jobs))
-    done = [_succeeded(job, svc, f"requests[{i}]: ") for i, job in enumerate(ended)]
+    done = [succeeded(job, svc, f"requests[{i}]: ") for i, job in enumerate(ended)]
     segments = [
         BatchSegment(
             idx=i,
