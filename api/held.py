@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import Services
 from api.dropin import same_backend
@@ -82,6 +83,14 @@ async def engine_warnings(svc: Services, tts_backend: str | None = None) -> list
     if tts_backend and running and not any(same_backend(tts_backend, r) for r in running):
         return [f"tts_backend: {tts_backend!r} is not running; {', '.join(running)} spoke"]
     return []
+
+
+async def voice_names(svc: Services, owner: str) -> list[tuple[str, str]]:
+    """(id, name) of every voice the key can name: the engines', then its own uploads."""
+    caps = await run_in_threadpool(svc.engine_view.capabilities)
+    engine = sorted({v for c in caps for v in c.voices})
+    own, _ = await run_in_threadpool(lambda: svc.voices.list_owned(owner, after=None, limit=1000))
+    return [(v, v) for v in engine] + [(v.id, v.name) for v in own]
 
 
 def warnings_header(warnings: list[str]) -> dict[str, str]:

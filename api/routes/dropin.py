@@ -48,6 +48,7 @@ from api.held import (
     engine_warnings,
     parse,
     succeeded,
+    voice_names,
     warnings_header,
 )
 from api.submit import accept, wait_for_end
@@ -217,10 +218,5 @@ def _merge(svc: Svc, owner: str, jobs: list[JobRecord]) -> JobRecord:
     summary="The voices this key can use (the original contract)",
 )
 async def speakers(svc: Svc, owner: Owner) -> Speakers:
-    caps = await run_in_threadpool(svc.engine_view.capabilities)
-    voices = sorted({v for c in caps for v in c.voices})
-    own, _ = await run_in_threadpool(lambda: svc.voices.list_owned(owner, after=None, limit=1000))
-    return Speakers(
-        speakers=[Speaker(id=v, name=v) for v in voices]
-        + [Speaker(id=v.id, name=v.name) for v in own]
-    )
+    names = await voice_names(svc, owner)
+    return Speakers(speakers=[Speaker(id=i, name=n) for i, n in names])

@@ -15,7 +15,14 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import Owner, Svc, caller_label
 from api.errors import describe_errors, envelope
-from api.held import BadRequest, engine_warnings, parse, succeeded, warnings_header
+from api.held import (
+    BadRequest,
+    engine_warnings,
+    parse,
+    succeeded,
+    voice_names,
+    warnings_header,
+)
 from api.speech import (
     Library,
     Mapped,
@@ -179,10 +186,5 @@ async def tts_url(request: Request, svc: Svc, owner: Owner) -> Response:
     summary="The voices `voice` can name: the engine's, then the key's uploaded ones",
 )
 async def voices(svc: Svc, owner: Owner) -> SpeechVoices:
-    caps = await run_in_threadpool(svc.engine_view.capabilities)
-    engine = sorted({v for c in caps for v in c.voices})
-    own, _ = await run_in_threadpool(lambda: svc.voices.list_owned(owner, after=None, limit=1000))
-    return SpeechVoices(
-        voices=[SpeechVoice(id=v, name=v) for v in engine]
-        + [SpeechVoice(id=v.id, name=v.name) for v in own]
-    )
+    names = await voice_names(svc, owner)
+    return SpeechVoices(voices=[SpeechVoice(id=i, name=n) for i, n in names])
