@@ -8,6 +8,7 @@ server, emotions) must still answer 200, with the reason in `X-TTS-Warnings`.
 
 from __future__ import annotations
 
+import base64
 import io
 import uuid
 from collections.abc import Iterator
@@ -312,3 +313,23 @@ def test_tts_url_bad_input_is_a_400_naming_the_field(
     r = post(sp, "/tts_url", {**tts_url_body("Hi"), **more})
     assert r.status_code == 400, r.text
     assert named in r.json()["error"]["message"]
+
+
+def test_synthesize_with_a_speaker_id_espeak_lacks_speaks_the_default_voice_and_says_so(
+    sp: Stack,
+) -> None:
+    # `speaker_1` names no voice here: once a 400, which the dubbing client never retries.
+    body = {"text": "Any voice will do.", "speaker_id": "speaker_1", "output_format": "wav"}
+    r = httpx.post(
+        f"{sp.url}/synthesize",
+        json=body,
+        headers={"Accept": "audio/wav", "Authorization": _basic("dub", KEY)},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    decoded(r.content)
+    assert "voice: 'speaker_1'" in r.headers["x-tts-warnings"]
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
