@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ends=EndWatcher(redis_url(settings)),
         api_keys=settings.parsed_api_keys(),
     )
-    public = settings.public_docs
+    public = settings.docs_served
     app = FastAPI(
         title="ttsq",
         version="0.1.0",

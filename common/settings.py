@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     engine_grace_s: float = Field(default=300.0, ge=0)
     #: Serve `/docs`, `/redoc` and `/openapi.json` to anyone. Off: `/openapi.json` needs a key
     #: like every route, and the two browser pages (which cannot send one) are not served.
-    public_docs: bool = False
+    #: Unset: on when the API listens on loopback only (`docs_served`), off beyond it.
+    public_docs: bool | None = None
     #: Slow clients: a connection must deliver a request's headers this long after it starts
     #: waiting for one, and its body this long after the headers; else it is closed.
     header_timeout_s: float = Field(default=10.0, gt=0)
@@ -231,6 +232,11 @@ class Settings(BaseSettings):
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in {"0.0.0.0", "::"} else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
+
+    @property
+    def docs_served(self) -> bool:
+        """Whether `/docs`, `/redoc` and `/openapi.json` are open to anyone."""
+        return self.public_docs if self.public_docs is not None else is_loopback(self.host)
 
     def require_safe_exposure(self) -> None:
         """Refuse to serve beyond loopback without a key; warn when open on loopback."""

@@ -275,7 +275,27 @@ def test_head_health_answers_200_without_a_key(api: Api) -> None:
     assert r.status_code == 200 and r.content == b""
 
 
-def test_docs_and_the_openapi_document_need_the_key_by_default(api: Api) -> None:
+def test_docs_and_the_openapi_document_need_the_key_unless_public(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    for api in build(redis_server, tmp_path, public_docs=False):
+        _docs_need_the_key(api)
+
+
+def test_beyond_loopback_the_docs_need_the_key_by_default(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    for api in build(redis_server, tmp_path, host="0.0.0.0"):
+        _docs_need_the_key(api)
+
+
+def test_on_loopback_the_docs_are_served_by_default(api: Api) -> None:
+    assert "swagger" in api.http.get("/docs").text.lower()
+    assert api.http.get("/openapi.json").status_code == 200
+    assert api.http.get("/v1/jobs").status_code == 401
+
+
+def _docs_need_the_key(api: Api) -> None:
     assert api.http.get("/openapi.json").status_code == 401
     assert api.http.get("/openapi.json", headers=api.headers()).json()["info"]["title"] == "ttsq"
     for path in ("/docs", "/redoc"):

@@ -56,10 +56,15 @@ def test_up_runs_the_whole_stack_say_speaks_through_it_and_ctrl_c_stops_all(
 
         wait_for(ready, 90, "`ttsq up` to be ready", every=0.3)
         assert httpx.get(f"{base}/v1/jobs", timeout=5).status_code == 401  # never open
+        # On loopback the docs are served, and the banner says where.
+        assert "swagger" in httpx.get(f"{base}/docs", timeout=5).text.lower()
+        assert f"API     {base}  (docs at {base}/docs)" in (tmp_path / "up.log").read_text()
         out = tmp_path / "hello.wav"
+        # Another shell, without TTS_PORT: `say` finds the stack through its data dir.
+        shell = {k: v for k, v in env.items() if k != "TTS_PORT"}
         said = subprocess.run(
             [sys.executable, "-m", "ttsq.cli", "say", "Hello from ttsq.", "-o", str(out)],
-            env=env,
+            env=shell,
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -67,6 +72,20 @@ def test_up_runs_the_whole_stack_say_speaks_through_it_and_ctrl_c_stops_all(
         )
         assert said.returncode == 0, said.stderr
         assert wav_ok(out.read_bytes()) > 0.5
+        # Anywhere else: TTS_SERVICE_URL with the key in its user-info.
+        elsewhere = {k: v for k, v in shell.items() if k != "TTS_DATA_DIR"}
+        elsewhere["TTS_DATA_DIR"] = str(tmp_path / "elsewhere")
+        elsewhere["TTS_SERVICE_URL"] = base.replace("http://", f"http://me:{key}@")
+        status = subprocess.run(
+            [sys.executable, "-m", "ttsq.cli", "status"],
+            env=elsewhere,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert status.returncode == 0, status.stderr
+        assert f"{base}: " in status.stdout and key not in status.stdout + status.stderr
     finally:
         up.send_signal(signal.SIGINT)  # Ctrl-C
         code = up.wait(60)

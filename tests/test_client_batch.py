@@ -112,3 +112,52 @@ def test_status_lists_the_newest_jobs_and_shows_one(stack: Stack, tmp_path: Path
     assert json.loads(one.stdout)["status"] == "succeeded"
     missing = run(stack, "status", "0" * 32)
     assert missing.returncode == 1 and "job_not_found" in missing.stderr
+
+
+def test_batch_makes_a_missing_out_dir_before_submitting_anything(
+    stack: Stack, tmp_path: Path
+) -> None:
+    jsonl = tmp_path / "made.jsonl"
+    write_segments(jsonl, [{"id": "m1", "text": "Into a new folder."}])
+    out = tmp_path / "missing" / "dir"
+    result = run(stack, "batch", str(jsonl), "--out-dir", str(out))
+    assert result.returncode == 0, result.stderr
+    assert wav_ok((out / "m1.wav").read_bytes()) > 0.3
+    blocked = tmp_path / "a-file"
+    blocked.write_text("in the way")
+    before = _jobs(stack)
+    refused = run(stack, "batch", str(jsonl), "--out-dir", str(blocked / "sub"))
+    assert refused.returncode == 2 and "cannot be made" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert _jobs(stack) == before  # nothing submitted
+
+
+def _jobs(stack: Stack) -> int:
+    r = httpx.get(f"{stack.url}/v1/jobs?limit=100", headers=stack.headers("dave"))
+    return len(r.json()["data"])
+
+
+def test_batch_names_each_file_by_its_delivered_format(stack: Stack, tmp_path: Path) -> None:
+    jsonl = tmp_path / "formats.jsonl"
+    write_segments(jsonl, [{"id": "f1", "text": "An MP3, please.", "format": "mp3"}])
+    result = run(stack, "batch", str(jsonl))
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "f1.wav").exists()
+    data = (tmp_path / "f1.mp3").read_bytes()
+    assert data[:3] == b"ID3" or data[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2")
+
+
+def test_batch_prints_each_warning_and_counts_them(stack: Stack, tmp_path: Path) -> None:
+    jsonl = tmp_path / "tight.jsonl"
+    text = "This sentence is far too long for the slot it has been given here."
+    write_segments(jsonl, [{"id": "w1", "text": text, "target_duration_s": 0.5}])
+    result = run(stack, "batch", str(jsonl))
+    assert result.returncode == 0, result.stderr
+    assert "w1: warning:" in result.stderr and "1 warning (above)" in result.stderr
+
+
+def test_status_without_a_job_shows_the_stack(stack: Stack) -> None:
+    listing = run(stack, "status")
+    assert listing.returncode == 0, listing.stderr
+    assert "waiting;" in listing.stdout and "synthesis worker(s) ready" in listing.stdout
+    assert "worker  synth" in listing.stdout and "jobs    last hour" in listing.stdout

@@ -1,10 +1,12 @@
 """`ttsq batch segments.jsonl`: many segments through the API, resumably.
 
 Each line is one segment: `{"id": "seg-001", "text": "...", ...}` with any other `JobRequest`
-field (`voice`, `language`, `emotion`, `generation`, `metadata`). Its audio is written beside
-the file (or into `--out-dir`) as `<id>.wav`, whole or not at all. A rerun skips segments whose
-audio exists, and picks up the jobs a stopped run left in flight (kept in `.<name>.jobs`)
-instead of submitting them again, so no GPU time is spent twice.
+field (`voice`, `language`, `emotion`, `generation`, `metadata`, `format`). Its audio is
+written beside the file (or into `--out-dir`, made first if missing) as `<id>.<format>`
+(`seg-001.mp3` for `"format": "mp3"`), whole or not at all. A job's warnings (a stretch
+capped, a control the engine ignored) are printed as they come, and counted at the end. A
+rerun skips segments whose audio exists, and picks up the jobs a stopped run left in flight
+(kept in `.<name>.jobs`) instead of submitting them again, so no GPU time is spent twice.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def read_segments(path: Path, out_dir: Path) -> list[Segment]:
         if seg_id in seen:
             raise BatchError(f"{path}:{n}: id {seg_id!r} appears twice")
         seen.add(seg_id)
-        segments.append(Segment(seg_id, request, out_dir / f"{seg_id}.wav"))
+        segments.append(Segment(seg_id, request, out_dir / f"{seg_id}.{request.format}"))
     return segments
 
 
@@ -106,6 +108,10 @@ def run_batch(
 ) -> int:
     out = out_dir or segments_file.parent
     segments = read_segments(segments_file, out)
+    try:  # before anything is submitted: a job's id has nowhere to go without it
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BatchError(f"--out-dir {out}: cannot be made ({exc.strerror})") from exc
     ledger = JobLedger(out / f".{segments_file.stem}.jobs")
     todo = [s for s in segments if not s.audio.exists()]
     skipped = len(segments) - len(todo)
@@ -115,7 +121,7 @@ def run_batch(
     for seg in todo:
         seg.job = ledger.jobs.get(seg.id)
         seg.resumed = seg.job is not None
-    done, failed = skipped, 0
+    done, failed, warned = skipped, 0, 0
     failures: list[str] = []
     pending, active = list(todo), list[Segment]()
     progress = Progress(len(segments))
@@ -135,6 +141,9 @@ def run_batch(
                 pending.insert(0, seg)
             elif job.status.terminal:
                 active.remove(seg)
+                for warning in job.warnings:
+                    print(f"\n{seg.id}: warning: {warning}", file=sys.stderr)
+                warned += len(job.warnings)
                 if job.audio is not None:
                     client.download(job, seg.audio)
                     done += 1
@@ -150,6 +159,8 @@ def run_batch(
     progress.end()
     for line in failures:
         print(line, file=sys.stderr)
+    if warned:
+        print(f"{warned} warning{'s' if warned != 1 else ''} (above)", file=sys.stderr)
     return 1 if failed else 0
 
 

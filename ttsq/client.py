@@ -17,18 +17,21 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from common.batch_schemas import BatchRequest, BatchResource
 from common.schemas import JobList, JobRequest, JobResource, JobStatus
+from common.voice_schemas import VoiceList, VoiceResource
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: Polling starts fast (a short job ends in well under a second) and slows to this.
 POLL_FIRST_S, POLL_FACTOR, POLL_MAX_S = 0.2, 1.5, 5.0
 #: Transient answers and refused connections are retried this many times on submit.
 SUBMIT_RETRIES = 3
+M = TypeVar("M", bound=BaseModel)
 
 
 class TtsqClientError(Exception):
@@ -151,8 +154,19 @@ def _request(request: JobRequest | str, fields: Mapping[str, Any]) -> dict[str, 
     return request.model_dump(mode="json", exclude_unset=True, exclude_none=True)
 
 
-def _submit_headers(wait_s: float | None) -> dict[str, str]:
-    return {"Prefer": f"wait={int(wait_s)}"} if wait_s else {}
+def _submit_headers(wait_s: float | None, idempotency_key: str | None = None) -> dict[str, str]:
+    headers = {"Prefer": f"wait={int(wait_s)}"} if wait_s else {}
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+    return headers
+
+
+def _model(cls: type[M], resp: httpx.Response) -> M:
+    try:
+        return cls.model_validate_json(_check(resp).content)
+    except ValidationError as exc:
+        msg = f"the API answered something that is not a {cls.__name__}: {exc}"
+        raise TtsqClientError(msg) from exc
 
 
 def _job_id(job: JobResource | str) -> str:
@@ -216,21 +230,63 @@ class Client(_Base):
         return Health.model_validate_json(_check(self._send("GET", "/health")).content)
 
     def submit(
-        self, request: JobRequest | str, *, wait_s: float | None = None, **fields: Any
+        self,
+        request: JobRequest | str,
+        *,
+        wait_s: float | None = None,
+        idempotency_key: str | None = None,
+        **fields: Any,
     ) -> JobResource:
         """Submit a job (text plus any `JobRequest` field). A refused connection, a 429 or a
-        503 is retried after `Retry-After`: an error answer means nothing was stored."""
-        body, headers = _request(request, fields), _submit_headers(wait_s)
+        503 is retried after `Retry-After`: an error answer means nothing was stored (with an
+        `idempotency_key`, any failure is retried: the key makes a resend the same job)."""
+        body = _request(request, fields)
+        headers = _submit_headers(wait_s, idempotency_key)
+        return _job(self._post_retried("/v1/jobs", body, headers, idempotency_key is not None))
+
+    def _post_retried(
+        self, path: str, body: dict[str, Any], headers: dict[str, str], keyed: bool
+    ) -> httpx.Response:
         delay = POLL_FIRST_S
         for attempt in range(SUBMIT_RETRIES + 1):
             try:
-                return _job(self._send("POST", "/v1/jobs", json=body, headers=headers))
+                return _check(self._send("POST", path, json=body, headers=headers))
             except (Unreachable, ServiceBusy) as exc:
-                if attempt == SUBMIT_RETRIES or not _safe_to_resend(exc):
+                if attempt == SUBMIT_RETRIES or not (keyed or _safe_to_resend(exc)):
                     raise
                 delay = self._next_delay(delay, exc if isinstance(exc, ApiError) else None)
                 time.sleep(delay)
         raise AssertionError("unreachable")
+
+    def submit_batch(
+        self, request: BatchRequest, *, idempotency_key: str | None = None
+    ) -> BatchResource:
+        """`POST /v1/batches`; with an `idempotency_key`, a rerun joins the same batch."""
+        body = request.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+        headers = _submit_headers(None, idempotency_key)
+        resp = self._post_retried("/v1/batches", body, headers, idempotency_key is not None)
+        return _model(BatchResource, resp)
+
+    def get_batch(self, batch_id: str) -> BatchResource:
+        return _model(BatchResource, self._send("GET", f"/v1/batches/{batch_id}"))
+
+    def upload_voice(self, path: str | Path, *, name: str | None = None) -> VoiceResource:
+        """`POST /v1/voices`: the same audio uploaded again answers with the same voice."""
+        source = Path(path)
+        files = {"file": (source.name, source.read_bytes(), "application/octet-stream")}
+        data = {"name": name or source.stem}
+        return _model(VoiceResource, self._send("POST", "/v1/voices", files=files, data=data))
+
+    def list_voices(self) -> list[VoiceResource]:
+        """Every voice this key may use (the shared ones and its own), over all pages."""
+        voices: list[VoiceResource] = []
+        params: dict[str, str | int] = {"limit": 100}
+        while True:
+            page = _model(VoiceList, self._send("GET", "/v1/voices", params=params))
+            voices += page.data
+            if page.next_cursor is None:
+                return voices
+            params["cursor"] = page.next_cursor
 
     def get(self, job: JobResource | str) -> JobResource:
         return _job(self._send("GET", f"/v1/jobs/{_job_id(job)}"))
@@ -241,6 +297,14 @@ class Client(_Base):
             params["status"] = status.value
         resp = _check(self._send("GET", "/v1/jobs", params=params))
         return JobList.model_validate_json(resp.content)
+
+    def ready(self) -> dict[str, Any]:
+        """`GET /ready`: queue depth, workers, problems."""
+        return dict(_check(self._send("GET", "/ready")).json())
+
+    def engine(self) -> dict[str, Any]:
+        """`GET /v1/engine`: the running engines and every live worker's heartbeat."""
+        return dict(_check(self._send("GET", "/v1/engine")).json())
 
     def cancel(self, job: JobResource | str) -> JobResource:
         return _job(self._send("POST", f"/v1/jobs/{_job_id(job)}/cancel"))

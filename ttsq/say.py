@@ -1,34 +1,27 @@
 """`ttsq say` and `ttsq status`: one job through the API, or how the service stands.
 
-Both go through `ttsq.client`. The service is `--url`, else `TTS_SERVICE_URL`, else this
-machine's API (`TTS_PUBLIC_URL` or `http://TTS_HOST:TTS_PORT`); the key is `--key`, else
-`TTS_API_KEY` (or the first of `TTS_API_KEYS`), else the one `ttsq up` keeps in the data dir.
+Both go through `ttsq.client`, to the service `ttsq.discovery.endpoint` finds: `--url`, else
+`TTS_SERVICE_URL` (the key may be in its user-info), else the stack `ttsq up` is running,
+else this machine's settings.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from common.settings import Settings
 from ttsq.client import Client, TtsqClientError
+from ttsq.discovery import endpoint
+
+__all__ = ["endpoint", "say", "status"]
 
 
 def quiet_http_logs() -> None:
     """httpx logs every request at INFO; a terminal user wants only the outcome."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-def endpoint(settings: Settings, url: str | None, key: str | None) -> tuple[str, str | None]:
-    base = url or os.environ.get("TTS_SERVICE_URL") or settings.base_url
-    if key:
-        return base, key
-    keys = settings.parsed_api_keys()
-    if keys:
-        return base, next(iter(keys))
-    path = settings.data_dir / "api_key"
-    return base, path.read_text().strip() if path.exists() else None
 
 
 def say(
@@ -66,6 +59,7 @@ def status(settings: Settings, *, job_id: str | None, url: str | None, key: str 
                 return 0
             health = client.health()
             print(f"{base}: {health.status}" + (f" ({health.message})" if health.message else ""))
+            _stack(client)
             for job in client.list_jobs(limit=10).data:
                 line = f"{job.id}  {job.status.value:<9} {job.created_at:%Y-%m-%d %H:%M:%S}"
                 if job.error:
@@ -75,3 +69,35 @@ def status(settings: Settings, *, job_id: str | None, url: str | None, key: str 
         print(f"ttsq status: {exc.message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _stack(client: Client) -> None:
+    """Queue depth, workers (engine, device, GPU memory, job in hand), jobs of the last hour."""
+    ready = client.ready()
+    print(
+        f"queue   {ready['queue_depth']} waiting; {ready['synth_workers_ready']} synthesis "
+        f"worker(s) ready, {ready['io_workers']} I/O worker(s)"
+    )
+    for problem in ready["problems"]:
+        print(f"problem {problem}")
+    for worker in client.engine()["workers"]:
+        print("worker  " + _worker_line(worker))
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    recent = [j for j in client.list_jobs(limit=100).data if j.created_at >= hour_ago]
+    ended: dict[str, int] = {}
+    for job in recent:
+        ended[job.status.value] = ended.get(job.status.value, 0) + 1
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(ended.items())) or "none"
+    print(f"jobs    last hour (newest 100): {counts}")
+
+
+def _worker_line(w: dict[str, Any]) -> str:
+    line = f"{w['kind']:<5} {w['instance']}"
+    if w["kind"] == "synth":
+        line += f"  {w.get('engine') or 'loading'} on {w.get('device') or '?'}"
+        if w.get("gpu_memory_mb"):
+            line += f", GPU {w['gpu_memory_mb']:.0f} MB"
+        line += f", {w.get('jobs_done', 0)} done"
+        if w.get("current_job"):
+            line += f", on {w['current_job']}"
+    return line

@@ -18,6 +18,7 @@ from types import FrameType
 
 from common import embedded_redis
 from common.settings import Settings
+from ttsq.discovery import clear_stack, write_stack
 
 GRACE_S = 30.0
 
@@ -40,6 +41,7 @@ def run_stack(settings: Settings) -> int:
         return _run(settings, procs)
     finally:
         _stop_all(procs)  # whatever started, even if a later piece failed to
+        clear_stack(settings)
 
 
 def _run(settings: Settings, procs: dict[str, subprocess.Popen[bytes]]) -> int:
@@ -58,14 +60,18 @@ def _run(settings: Settings, procs: dict[str, subprocess.Popen[bytes]]) -> int:
     for piece in ("api", "worker", "io", "flower"):
         procs[piece] = subprocess.Popen([sys.executable, "-m", "ttsq.cli", piece], env=env)
 
+    key_file = settings.data_dir / "api_key" if generated_key else None
+    found = write_stack(settings, key_file)
+    docs = f"  (docs at {settings.base_url}/docs)" if settings.docs_served else ""
     print(
-        f"ttsq is up\n  API     {settings.base_url}  (docs at /docs)\n"
+        f"ttsq is up\n  API     {settings.base_url}{docs}\n"
         f"  Flower  http://127.0.0.1:{settings.flower_port}\n"
         f"  Redis   {env.get('TTS_REDIS_URL', settings.redis_url)}\n"
         f"  data    {Path(settings.data_dir).resolve()}"
     )
     if generated_key:
         print(f"  API key {generated_key}  (kept in {settings.data_dir / 'api_key'})")
+    print(f"  found by `ttsq say`, `batch`, `dub` and `status` through {found}")
     print("Ctrl-C stops everything.", flush=True)
 
     stopping = False
