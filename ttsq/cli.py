@@ -177,6 +177,25 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return batch(base, key, args.segments, args.out_dir)
 
 
+def cmd_dub(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ttsq.dub import DubOptions, dub
+    from ttsq.say import endpoint
+
+    base, key = endpoint(_settings(), args.url, args.key)
+    options = DubOptions(
+        subtitles=Path(args.subtitles),
+        out=Path(args.out),
+        voice=args.voice,
+        voices=Path(args.voices) if args.voices else None,
+        rate=args.rate,
+        lufs=args.lufs,
+        json=args.json,
+    )
+    return dub(base, key, options)
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from ttsq.doctor import doctor
 
@@ -210,6 +229,17 @@ def main(argv: list[str] | None = None) -> int:
     batch.add_argument("segments", help='one {"id": ..., "text": ...} per line')
     batch.add_argument("--out-dir", help="where <id>.wav go (default: beside the file)")
     batch.set_defaults(fn=cmd_batch)
+    dub = sub.add_parser(
+        "dub", parents=[client_args], help="speak a subtitle file into one fitted track, resumably"
+    )
+    dub.add_argument("subtitles", help="an SRT, WebVTT or ASS file")
+    dub.add_argument("--out", required=True, help="the track: .wav, .flac or .mp3")
+    dub.add_argument("--voice", help="the voice of every line the map does not name")
+    dub.add_argument("--voices", help="a TOML map of styles, speakers, ranges to voices")
+    dub.add_argument("--rate", type=int, help="sample rate (default: the engine's)")
+    dub.add_argument("--lufs", type=float, default=-23.0, help="track loudness (default -23)")
+    dub.add_argument("--json", action="store_true", help="the report as JSON on stdout")
+    dub.set_defaults(fn=cmd_dub)
     status = sub.add_parser("status", parents=[client_args], help="a job, or the newest jobs")
     status.add_argument("job_id", nargs="?")
     status.set_defaults(fn=cmd_status)
