@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common import audio
+from common import audio, loudness
 from common.audio import Samples
 from common.schemas import MP3_RATES, OPUS_RATES, JobRequest
 from common.storage import CONTENT_TYPES
-from gpu_worker import loudness
 
 #: How long the fade-out under a strict duration's cut lasts: long enough not to click,
 #: short enough to keep the last syllable.

@@ -141,10 +141,7 @@ def _check(resp: httpx.Response) -> httpx.Response:
 
 
 def _job(resp: httpx.Response) -> JobResource:
-    try:
-        return JobResource.model_validate_json(_check(resp).content)
-    except ValidationError as exc:
-        raise TtsqClientError(f"the API answered something that is not a job: {exc}") from exc
+    return _model(JobResource, resp)
 
 
 def _request(request: JobRequest | str, fields: Mapping[str, Any]) -> dict[str, Any]:

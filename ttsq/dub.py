@@ -38,7 +38,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from common import audio
+from common import audio, loudness
 from common.schemas import JobRequest, JobResource
 from ttsq import dub_jobs, track
 from ttsq.client import Client, NotFound, TtsqClientError
@@ -185,7 +185,7 @@ def build_track(run: Run, options: DubOptions, fmt: str) -> tuple[float, float |
     part = options.out.with_name(f".{options.out.name}.part")
     part.write_bytes(audio.encode(samples, rate, fmt))
     part.replace(options.out)
-    return frames / rate, track.loudness(samples, rate), warnings
+    return frames / rate, loudness.integrated(samples, rate), warnings
 
 
 def prepare(options: DubOptions) -> tuple[str, list[Cue], VoiceMap | None, Path]:

@@ -1,21 +1,18 @@
 """One track out of many lines: each placed at its start, silence elsewhere, then the whole
 brought to a loudness (ITU-R BS.1770 integrated, through `pyloudnorm`) under a peak ceiling.
 
-The worker's own loudness code lives in `gpu_worker/`, which a client never imports; this is
-the same measure, applied once to the finished track.
+The measure is the worker's own (`common/loudness.py`), applied once to the finished track.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from common import loudness
 from common.audio import Samples, to_mono
 
-#: BS.1770 gates 400 ms blocks: anything shorter has no integrated loudness.
-BLOCK_S = 0.4
 #: EBU R128's ceiling: the track's true peak (4x oversampled) stays at or below this.
 PEAK_CEILING_DB = -1.0
 
@@ -53,38 +50,9 @@ def place(lines: list[Placed], frames: int) -> Samples:
     return track
 
 
-def loudness(samples: Samples, rate: int) -> float | None:
-    """Integrated LUFS; None when shorter than a block or silent."""
-    import pyloudnorm
-
-    if samples.shape[0] < BLOCK_S * rate:
-        return None
-    value = float(pyloudnorm.Meter(rate).integrated_loudness(samples))
-    return value if math.isfinite(value) else None
-
-
-def true_peak_db(samples: Samples, rate: int) -> float | None:
-    import soxr
-
-    up = soxr.resample(samples, rate, rate * 4, quality="HQ")
-    peak = float(np.max(np.abs(up))) if up.size else 0.0
-    return 20 * math.log10(peak) if peak > 0 else None
-
-
 def normalise(samples: Samples, rate: int, target: float) -> tuple[Samples, list[str]]:
     """`samples` at `target` LUFS, or quieter where that would put the true peak above
-    `PEAK_CEILING_DB` (the ceiling wins, and a warning says by how much)."""
-    measured, peak = loudness(samples, rate), true_peak_db(samples, rate)
-    if measured is None or peak is None:
-        return samples, ["track: silent or too short to measure its loudness; left as it was"]
-    db = target - measured
-    warnings = []
-    if peak + db > PEAK_CEILING_DB:
-        over = peak + db - PEAK_CEILING_DB
-        db -= over
-        warnings.append(
-            f"track: {target:g} LUFS would put the true peak above {PEAK_CEILING_DB:g} dBTP; "
-            f"delivered {over:.1f} LU quieter, at {target - over:.1f} LUFS"
-        )
-    gained = np.clip(samples * np.float32(10 ** (db / 20)), -1.0, 1.0)
-    return gained.astype(np.float32), warnings
+    `PEAK_CEILING_DB` (the ceiling wins, and a warning says by how much); clipped to full
+    scale, as a track is written."""
+    out, warnings = loudness.normalise(samples, rate, target=target, ceiling=PEAK_CEILING_DB)
+    return np.clip(out, -1.0, 1.0).astype(np.float32), [f"track: {w}" for w in warnings]
