@@ -42,7 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy api common gpu_worker ttsq
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy api common gpu_worker io_worker ttsq
 
 clean:
 	rm -rf $(VENV) $(IVENV) var .pytest_cache

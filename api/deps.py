@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from api.ends import EndWatcher
 from api.engine_check import EngineView
 from common.errors import Unauthorized
-from common.jobstore import JobStore
+from common.jobs.store import JobStore
 from common.settings import Settings
 from common.storage import LocalStorage, S3Storage
 from common.voicestore import VoiceStore

@@ -17,8 +17,8 @@ import redis.asyncio as aioredis
 from common.capabilities import unsupported
 from common.errors import Unprocessable
 from common.resultcache import engine_version
-from common.schemas import EngineCapabilities, JobRequest, WorkerHeartbeat
-from common.workers import alive_workers, alive_workers_async, held
+from common.schemas.jobs import EngineCapabilities, JobRequest, WorkerHeartbeat
+from common.worker.registry import alive_workers, alive_workers_async, held
 
 _CACHE_S = 2.0
 Beats = list[WorkerHeartbeat]

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from common.errors import TtsqError
-from common.schemas import ErrorBody, ErrorEnvelope
+from common.schemas.jobs import ErrorBody, ErrorEnvelope
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
-"""The estimated wait of a queued job, as `GET /v1/jobs/{id}` reports it (`common/eta.py`)."""
+"""The estimated wait of a queued job, as `GET /v1/jobs/{id}` reports it (`common/jobs/eta.py`)."""
 
 from __future__ import annotations
 
 from api.deps import Services
 from api.engine_check import Beats
-from common.eta import estimate_wait_s
+from common.jobs.eta import estimate_wait_s
 
 
 def queued_eta_s(

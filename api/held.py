@@ -18,11 +18,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Services
-from api.dropin import same_backend
 from api.errors import describe_errors
 from common.errors import ApiError, ServiceUnavailable
-from common.schemas import JobRecord, JobStatus
-from common.workers import synth_seen_s_ago
+from common.schemas.dropin import same_backend
+from common.schemas.jobs import JobRecord, JobStatus
+from common.worker.registry import synth_seen_s_ago
 
 T = TypeVar("T", bound=BaseModel)
 WARNINGS_HEADER = "X-TTS-Warnings"

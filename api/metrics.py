@@ -21,7 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from common import keys, metrics
-from common.workers import alive_workers, held
+from common.worker.registry import alive_workers, held
 
 PREFIX = "ttsq_"
 #: The Celery queues whose waiting messages are counted, per priority step.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from common.jobstore import utcnow
-from common.priority import priority_of
-from common.schemas import JobRecord, JobResource, JobStatus, JobUrls, PublicAudio
+from common.jobs.order import priority_of
+from common.jobs.store import utcnow
+from common.schemas.jobs import JobRecord, JobResource, JobStatus, JobUrls, PublicAudio
 from common.settings import Settings
 from common.storage import LocalStorage, S3Storage
 

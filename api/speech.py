@@ -23,10 +23,17 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from api.dropin import Lenient
 from api.held import BadRequest
-from common.audio import support
-from common.schemas import EMOTIONS, AudioFormat, Emotion, EmotionVector, Generation, JobRequest
+from common.audio.codec import support
+from common.schemas.dropin import Lenient
+from common.schemas.jobs import (
+    EMOTIONS,
+    AudioFormat,
+    Emotion,
+    EmotionVector,
+    Generation,
+    JobRequest,
+)
 from common.storage import CONTENT_TYPES
 
 #: OpenAI's formats, less `aac` (which ttsq does not encode), as ttsq's job formats.

@@ -18,15 +18,15 @@ import redis
 from kombu.exceptions import KombuError
 from starlette.concurrency import run_in_threadpool
 
-from api.cached import cached, cached_async, key_for, serve_from_cache
 from api.deps import Services
+from api.reuse import cached, cached_async, key_for, serve_from_cache
 from api.text import check_text
+from api.url_guard import check_webhook_url
 from api.voice_upload import check_voices
-from api.webhook_guard import check_webhook_url
-from common.idempotency import create_job_once
-from common.priority import job_message, publish_job
-from common.schemas import JobRecord, JobRequest
-from common.voice_schemas import is_uploaded_voice
+from common.jobs.idempotency import create_job_once
+from common.jobs.order import job_message, publish_job
+from common.schemas.jobs import JobRecord, JobRequest
+from common.schemas.voices import is_uploaded_voice
 
 log = logging.getLogger(__name__)
 #: What a Redis or broker outage raises; after the job is stored these never reach the client.

@@ -11,16 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.audio import decode, duration_s, encode, to_mono
+from common.audio.codec import decode, duration_s, encode, to_mono
 from common.errors import ApiError, Unprocessable
-from common.schemas import JobRequest
-from common.storage import Storage
-from common.voice_schemas import (
+from common.schemas.jobs import JobRequest
+from common.schemas.voices import (
     MODEL_PROMPT_S,
     VoiceRecord,
     is_uploaded_voice,
     voice_object_key,
 )
+from common.storage import Storage
 from common.voicestore import VoiceStore
 
 MIN_VOICE_S = 1.0

@@ -76,8 +76,8 @@ def main() -> int:
     import torch
     from indextts.infer_v2 import IndexTTS2
 
-    from common.schemas import JobRequest
-    from common.wav import encode_wav
+    from common.audio.wav import encode_wav
+    from common.schemas.jobs import JobRequest
     from gpu_worker.engines.espeak import EspeakEngine
 
     ref = root / "ref.wav"

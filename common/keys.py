@@ -43,7 +43,7 @@ def owner_jobs(owner: str) -> str:
 #: Sorted set of queued job ids by priority, then acceptance time (`priority.queued_score`);
 #: a job's rank is its `queue_position`.
 QUEUED = f"{PREFIX}:queued"
-#: List of the engine seconds of the latest syntheses, newest first (capped; `common/eta.py`).
+#: List of the engine seconds of the latest syntheses, newest first (capped; `common/jobs/eta.py`).
 RECENT_SYNTH_S = f"{PREFIX}:recent-synth-s"
 #: Sorted set of running job ids (synthesising or uploading) by start time; the sweeper's view.
 RUNNING = f"{PREFIX}:running"

@@ -21,7 +21,7 @@ from datetime import datetime
 from redis.client import Pipeline
 
 from common import keys
-from common.schemas import JobRecord
+from common.schemas.jobs import JobRecord
 
 LABEL_SEP = "|"
 SUM = "sum"
@@ -76,7 +76,7 @@ def add(pipe: Pipeline, counter: Counter, amount: float = 1.0, *labels: str) -> 
     pipe.hincrbyfloat(keys.metric(counter.name), LABEL_SEP.join(labels), amount)
 
 
-# -- what each transition records (called by common/jobstore.py inside its MULTI) -------------
+# -- what each transition records (called by common/jobs/store.py inside its MULTI) -------------
 
 
 def on_claim(pipe: Pipeline, job: JobRecord) -> None:

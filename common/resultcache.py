@@ -8,7 +8,7 @@ by its audio's sha256, a built-in one by its name. Left out: metadata, webhooks,
 
 Not cached: `cache: false`; `emotion.random: true`. A `voice_url` or `emotion.audio_url` counts
 by the content the worker fetched, so such a job's key is known only there: the synthesis
-worker looks it up after fetching and before the engine runs (`gpu_worker/cached.py`), as it
+worker looks it up after fetching and before the engine runs (`gpu_worker/reuse.py`), as it
 does for a job submitted while no synthesis worker was ready, or while ready ones disagreed on
 engine or model version (a roll-out), and for one that missed at submission.
 
@@ -34,10 +34,10 @@ from redis.client import Pipeline
 
 from common import keys
 from common.errors import StorageUnavailable
-from common.jobstore import JobStore
-from common.schemas import AudioInfo, JobRecord, JobRequest, JobStatus, WorkerHeartbeat
+from common.jobs.store import JobStore
+from common.schemas.jobs import AudioInfo, JobRecord, JobRequest, JobStatus, WorkerHeartbeat
+from common.schemas.voices import is_uploaded_voice
 from common.storage import CONTENT_TYPES, Storage, audio_key
-from common.voice_schemas import is_uploaded_voice
 from common.voicestore import VoiceStore
 
 log = logging.getLogger(__name__)

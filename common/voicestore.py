@@ -21,7 +21,7 @@ from redis.lock import Lock
 from common import keys
 from common.errors import NotFound
 from common.paging import Cursor, newest_first
-from common.voice_schemas import VoiceRecord
+from common.schemas.voices import VoiceRecord
 
 #: A listing cursor: the last voice's creation score and its id.
 

@@ -2,7 +2,7 @@
 
 An event enters the webhook outbox (`keys.WEBHOOKS_DUE`) in the same Redis transaction as
 the status change it reports (`emit`), so an accepted event survives any crash: the I/O worker
-(`gpu_worker/webhooks.py`) delivers it or records why it gave up. The synthesis worker adds
+(`io_worker/webhooks.py`) delivers it or records why it gave up. The synthesis worker adds
 only these writes to its claim's own transaction; it never waits on a receiver.
 """
 
@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from redis.client import Pipeline
 
 from common import keys
-from common.schemas import JobEventName, JobRecord, JobStatus
+from common.schemas.jobs import JobEventName, JobRecord, JobStatus
 from common.settings import Settings
 
 EventName = JobEventName | Literal["batch.completed"]

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import redis
 
-from common.jobstore import JobStore
-from gpu_worker.joblog import job_log
+from common.jobs.store import JobStore
+from common.worker.joblog import job_log
 
 
 class JobProgress:

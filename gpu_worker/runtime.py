@@ -20,29 +20,29 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from common.batchstore import BatchStore
+from common.broker import connect_redis, publish_upload, publish_webhook, upload_message
 from common.errors import TtsqError
-from common.jobstore import JobStore, utcnow
+from common.jobs.batches import BatchStore
+from common.jobs.order import publish_job_id
+from common.jobs.store import JobStore, utcnow
 from common.netguard import parse_cidrs
-from common.priority import publish_job_id
-from common.queue import connect_redis, publish_upload, publish_webhook, upload_message
 from common.resultcache import ResultCache
-from common.schemas import WorkerHeartbeat
+from common.schemas.jobs import WorkerHeartbeat
 from common.settings import Settings
 from common.storage import Storage, make_storage, storage_problem
 from common.voicestore import VoiceStore
-from common.workers import is_alive, new_instance_name
+from common.worker.delivery import UploadHere, UploadPolicy
+from common.worker.heartbeat import Every, Heartbeat
+from common.worker.registry import is_alive, new_instance_name
 from gpu_worker.engines import load_engine
 from gpu_worker.engines.base import Engine
-from gpu_worker.heartbeat import Every, Heartbeat
-from gpu_worker.housekeeping import Sweeper
 from gpu_worker.pipeline import Pipeline
 from gpu_worker.synthesis import Next, Prepared, Spoken, Synthesizer
-from gpu_worker.upload import UploadHere, UploadPolicy
 from gpu_worker.uploaded_voices import UploadedVoices
 from gpu_worker.url_voices import UrlVoices
 from gpu_worker.voices import VoiceCache
-from gpu_worker.webhooks import Pump
+from io_worker.sweeper import Sweeper
+from io_worker.webhooks import Pump
 
 log = logging.getLogger(__name__)
 

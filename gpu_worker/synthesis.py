@@ -16,23 +16,23 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from common.audio import from_pcm16, pcm16
+from common.audio.codec import from_pcm16, pcm16
+from common.audio.deliver import fit, place
+from common.audio.wav import encode_wav
 from common.capabilities import admit
 from common.errors import PermanentError, TransientError
-from common.jobstore import ClaimResult, JobStore, Message
+from common.jobs.store import ClaimResult, JobStore, Message
 from common.resultcache import ResultCache
-from common.schemas import JobRecord, JobRequest, JobStatus
-from common.wav import encode_wav
-from gpu_worker.cached import serve_from_cache
+from common.schemas.jobs import JobRecord, JobRequest, JobStatus
+from common.worker.joblog import job_log
 from gpu_worker.engines.base import Engine, ProgressListener, SynthesisOutput, progress_to
-from gpu_worker.joblog import job_log
-from gpu_worker.postprocess import fit, place
 from gpu_worker.progress import JobProgress
+from gpu_worker.reuse import serve_from_cache
 from gpu_worker.uploaded_voices import UploadedVoices, resolve_references
 from gpu_worker.url_voices import UrlVoices
 
 if TYPE_CHECKING:
-    from gpu_worker.upload import UploadHere  # it imports `backoff` from here
+    from common.worker.delivery import UploadHere  # it imports `backoff` from here
 
 
 class Next(StrEnum):

@@ -22,13 +22,13 @@ from celery.signals import (
 from kombu.exceptions import OperationalError
 
 from common import keys
-from common.priority import publish_job_id
-from common.queue import make_celery
+from common.broker import make_celery
+from common.jobs.order import publish_job_id
 from common.settings import Settings
+from common.worker.delivery import UploadPolicy, run_upload
 from gpu_worker import recycle, runtime
 from gpu_worker.synthesis import Prepared
-from gpu_worker.upload import UploadPolicy, run_upload
-from gpu_worker.webhooks import run_delivery
+from io_worker.webhooks import run_delivery
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import logging
 from dataclasses import dataclass
 
 from common.errors import EngineInputError, PermanentError
-from common.schemas import JobRequest
+from common.schemas.jobs import JobRequest
+from common.schemas.voices import VoiceRecord, is_uploaded_voice
 from common.storage import Storage
-from common.voice_schemas import VoiceRecord, is_uploaded_voice
 from common.voicestore import VoiceStore
 from gpu_worker.engines.base import Engine
 from gpu_worker.url_voices import UrlVoices

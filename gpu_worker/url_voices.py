@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from common.audio import decode, encode, to_mono
+from common.audio.codec import decode, encode, to_mono
 from common.errors import PermanentError
 from common.netguard import IPNetwork, Resolver, resolve
 from gpu_worker.fetch import FetchRefused, fetch, host_of

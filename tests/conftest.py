@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from common.jobstore import JobStore
+from common.jobs.store import JobStore
 from tests.support.servers import RedisServer, S3Server
 from tests.support.stack import Stack
 

@@ -23,9 +23,9 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.deps import Services
 from common import keys
-from common.jobstore import JobStore
-from common.queue import ASYNC_MAX_CONNECTIONS, make_celery
-from common.schemas import JobRequest, JobStatus
+from common.broker import ASYNC_MAX_CONNECTIONS, make_celery
+from common.jobs.store import JobStore
+from common.schemas.jobs import JobRequest, JobStatus
 from common.settings import Settings
 from tests.support.servers import RedisServer, free_port
 

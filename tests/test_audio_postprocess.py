@@ -14,11 +14,11 @@ import soundfile
 import soxr
 from pydantic import ValidationError
 
-from common.audio import decode, encode, to_mono
-from common.schemas import JobRequest
-from common.wav import encode_wav
+from common.audio.codec import decode, encode, to_mono
+from common.audio.deliver import Delivered, deliver
+from common.audio.wav import encode_wav
+from common.schemas.jobs import JobRequest
 from gpu_worker.engines.espeak import EspeakEngine
-from gpu_worker.postprocess import Delivered, deliver
 
 LINE = "A dubbed line must fit the time slot of the line it replaces."
 

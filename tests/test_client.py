@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from common.schemas import JobStatus
+from common.schemas.jobs import JobStatus
 from tests.support.servers import free_port
 from tests.support.stack import KEYS, Stack, wav_ok
 from ttsq import client as client_module

@@ -28,9 +28,9 @@ import httpx
 import pytest
 import soundfile
 
+from common.audio.wav import encode_wav
 from common.netguard import Refused, checked_addresses, parse_cidrs
-from common.schemas import JobRequest
-from common.wav import encode_wav
+from common.schemas.jobs import JobRequest
 from gpu_worker.engines.espeak import EspeakEngine
 from gpu_worker.engines.indextts import IndexTTS2Engine
 from tests.support.servers import RedisServer, S3Server

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 import soxr
 
-from common.schemas import JobRequest
-from common.wav import encode_wav
+from common.audio.wav import encode_wav
+from common.schemas.jobs import JobRequest
 from gpu_worker.engines.espeak import EspeakEngine
 from tests.support.dubbing_worker import DubbingWorker, Result, Segment
 from tests.support.servers import REPO, free_port, wait_for

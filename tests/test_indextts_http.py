@@ -30,8 +30,8 @@ def index_stack(
     model_dir = make_model_dir(tmp_path / "model", IndexTTS2Engine)
     voices = tmp_path / "data" / "voices"
     voices.mkdir(parents=True)
-    from common.schemas import JobRequest
-    from common.wav import encode_wav
+    from common.audio.wav import encode_wav
+    from common.schemas.jobs import JobRequest
     from gpu_worker.engines.espeak import EspeakEngine
 
     espeak = EspeakEngine()

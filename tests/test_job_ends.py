@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from api.ends import EndWatcher
-from common.jobstore import JobStore
-from common.schemas import JobRecord, JobRequest
+from common.jobs.store import JobStore
+from common.schemas.jobs import JobRecord, JobRequest
 from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -33,6 +33,13 @@ async def woken(event: asyncio.Event, within: float) -> bool:
     return True
 
 
+async def subscribed(watcher: EndWatcher, within: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not watcher.subscribed:
+        assert asyncio.get_running_loop().time() < deadline, f"not subscribed within {within}s"
+        await asyncio.sleep(0.02)
+
+
 def test_a_waiter_is_woken_when_its_job_ends_and_only_then(own_redis: RedisServer) -> None:
     store = JobStore(redis.Redis.from_url(own_redis.url), job_ttl_s=60)
     job, other = store.create("o", JobRequest(text="a")), store.create("o", JobRequest(text="b"))
@@ -41,8 +48,7 @@ def test_a_waiter_is_woken_when_its_job_ends_and_only_then(own_redis: RedisServe
         watcher = EndWatcher(own_redis.url)
         with watcher.watch(job.id) as ended:
             assert ended.is_set()  # read once first: an end just before cannot be missed
-            await asyncio.sleep(0.3)
-            assert watcher.subscribed
+            await subscribed(watcher)
             ended.clear()
             await asyncio.to_thread(store.fail, other.id, "x", "another job")
             assert not await woken(ended, 0.5)
@@ -68,9 +74,9 @@ def test_500_waiters_send_redis_no_commands_while_they_wait(own_redis: RedisServ
         with contextlib.ExitStack() as watching:
             for job in jobs:
                 watching.enter_context(watcher.watch(job.id))
-            await asyncio.sleep(0.3)
+            await subscribed(watcher)
             before = commands()
-            await asyncio.sleep(2)
+            await asyncio.sleep(2)  # a duration: the waiters must cost nothing for all of it
             sent = commands() - before - 1  # the INFO itself
         await watcher.close()
         return sent
@@ -87,18 +93,13 @@ def test_waiters_read_again_while_redis_is_down_and_once_it_is_back(
     async def main() -> None:
         watcher = EndWatcher(own_redis.url, fallback_s=0.2)
         with watcher.watch(job.id) as ended:
-            await asyncio.sleep(0.3)
-            assert watcher.subscribed
+            await subscribed(watcher)
             ended.clear()
             await asyncio.to_thread(own_redis.kill)
             assert await woken(ended, 2)  # down: the waiter is told to read (and poll)
             ended.clear()
             await asyncio.to_thread(own_redis.start)
-            for _ in range(50):  # back: subscribed again
-                await asyncio.sleep(0.1)
-                if watcher.subscribed:
-                    break
-            assert watcher.subscribed
+            await subscribed(watcher)  # back: subscribed again
             ended.clear()
             await asyncio.to_thread(store.fail, job.id, "x", "ended after the restart")
             assert await woken(ended, 2)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from common.errors import Conflict
-from common.jobstore import ClaimResult, JobStore
-from common.schemas import JobRequest, JobStatus, Stage
+from common.jobs.store import ClaimResult, JobStore
+from common.schemas.jobs import JobRequest, JobStatus, Stage
 
 WAV = b"RIFF....WAVEfmt "
 
@@ -53,8 +53,8 @@ def test_a_job_started_too_often_fails_instead_of_looping(store: JobStore) -> No
 
 
 def test_synthesized_then_succeeded_once(store: JobStore) -> None:
-    from common.schemas import AudioInfo
-    from common.wav import encode_wav
+    from common.audio.wav import encode_wav
+    from common.schemas.jobs import AudioInfo
 
     job = store.create("o", JobRequest(text="a"))
     store.claim(job.id, "w", is_alive=alive, max_attempts=3)

@@ -109,8 +109,8 @@ def run_logging(redis_server: RedisServer, log_format: str | None) -> tuple[str,
     script = (
         "import redis, sys\n"
         "from ttsq.logs import configure\n"
-        "from common.jobstore import JobStore\n"
-        "from common.schemas import JobRequest\n"
+        "from common.jobs.store import JobStore\n"
+        "from common.schemas.jobs import JobRequest\n"
         "configure()\n"
         "store = JobStore(redis.Redis.from_url(sys.argv[1]), job_ttl_s=60)\n"
         "job = store.create('alice', JobRequest(text='hello'))\n"

@@ -21,6 +21,7 @@ def test_the_next_job_is_handed_over_while_the_engine_runs_the_current_one() -> 
     pipeline.run("a")  # taken at once: the engine was idle
     waiting = threading.Thread(target=pipeline.run, args=("b",))
     waiting.start()
+    # A duration, not a wait: time in which a "b" handed over too soon would have returned.
     time.sleep(0.2)
     assert waiting.is_alive()  # "b" waits, prepared, while "a" is on the engine
     engine_free.set()
@@ -35,7 +36,7 @@ def test_close_finishes_what_the_engine_took_and_hands_it_on() -> None:
     finished = list[str]()
 
     def speak(job: str) -> str:
-        time.sleep(0.3)
+        time.sleep(0.3)  # the engine's time on the job: `close` must wait it out
         return job
 
     pipeline = Pipeline(speak, lambda job, _: finished.append(job))

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import redis
 
-from common.jobstore import JobStore
-from common.schemas import EngineCapabilities, JobRecord, JobRequest, Progress, Segment, Stage
+from common.jobs.store import JobStore
+from common.schemas.jobs import EngineCapabilities, JobRecord, JobRequest, Progress, Segment, Stage
 from gpu_worker.engines.base import SynthesisOutput, report_progress
 from gpu_worker.progress import JobProgress
 from gpu_worker.synthesis import Next, run_synthesis, speak
@@ -132,7 +132,7 @@ def test_progress_is_never_a_state_change_and_only_the_holder_writes_it(
     store: JobStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     job = running(store, script(3))
-    with caplog.at_level(logging.INFO, logger="common.jobstore"):
+    with caplog.at_level(logging.INFO, logger="common.jobs.store"):
         assert store.note_progress(job.id, "w", 1, 3)
     assert not caplog.records
     after = store.get(job.id)

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from common import keys
-from common.queue import (
+from common.broker import (
     make_celery,
     publish_synthesis,
     publish_upload,

@@ -76,8 +76,8 @@ def real_stack(
     tmp = tmp_path_factory.mktemp("real")
     voices = tmp / "data" / "voices"
     voices.mkdir(parents=True)
-    from common.schemas import JobRequest
-    from common.wav import encode_wav
+    from common.audio.wav import encode_wav
+    from common.schemas.jobs import JobRequest
     from gpu_worker.engines.espeak import EspeakEngine
 
     for name, line in (("narrator", "This is the narrator."), ("angry", "Get out of here!")):

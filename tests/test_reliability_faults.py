@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from common import keys
-from common.queue import broker_job_ids
+from common.broker import broker_job_ids
 from tests.support.engines import calls
 from tests.support.servers import wait_for
 from tests.support.stack import Stack

@@ -9,15 +9,21 @@ from typing import Any
 import pytest
 
 from common import keys
-from common.eta import estimate_wait_s, mean_synthesis_s
-from common.jobstore import JobStore
+from common.jobs.eta import estimate_wait_s, mean_synthesis_s
+from common.jobs.store import JobStore
 from common.resultcache import ResultCache, cache_key, engine_version
-from common.schemas import EngineCapabilities, JobRecord, JobRequest, JobStatus, WorkerHeartbeat
+from common.schemas.jobs import (
+    EngineCapabilities,
+    JobRecord,
+    JobRequest,
+    JobStatus,
+    WorkerHeartbeat,
+)
 from common.storage import LocalStorage
 from common.voicestore import VoiceStore
-from gpu_worker.housekeeping import Sweeper
+from common.worker.delivery import UploadPolicy, run_upload
 from gpu_worker.synthesis import run_synthesis
-from gpu_worker.upload import UploadPolicy, run_upload
+from io_worker.sweeper import Sweeper
 from tests.test_sweeper import Clock
 from tests.test_synthesis_unit import FakeEngine
 

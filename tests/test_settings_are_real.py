@@ -16,7 +16,7 @@ import pytest
 
 from api.app import create_app
 from common.errors import EngineLoadError
-from common.schemas import JobRequest
+from common.schemas.jobs import JobRequest
 from common.settings import Settings
 from gpu_worker.engines.indextts import IndexTTS2Engine
 from tests.support.servers import REPO
@@ -79,11 +79,11 @@ def test_the_api_the_cpu_engine_and_the_worker_never_import_torch() -> None:
                     raise ImportError("torch was imported")
 
         sys.meta_path.insert(0, NoTorch())
-        import api.app, gpu_worker.tasks, gpu_worker.postprocess
-        from common.schemas import JobRequest
+        import api.app, gpu_worker.tasks, common.audio.deliver
+        from common.schemas.jobs import JobRequest
         from gpu_worker.engines.espeak import EspeakEngine
-        from gpu_worker.postprocess import deliver
-        from common.wav import encode_wav
+        from common.audio.deliver import deliver
+        from common.audio.wav import encode_wav
         out = EspeakEngine().synthesize(JobRequest(text="no torch here"))
         wav = encode_wav(out.pcm16, out.sample_rate)
         deliver(wav, JobRequest(text="x", format="mp3", target_duration_s=1.0), max_stretch=2)

@@ -21,8 +21,8 @@ import openai
 import pytest
 import soundfile
 
-from common.audio import encode, from_pcm16
-from common.schemas import JobRequest
+from common.audio.codec import encode, from_pcm16
+from common.schemas.jobs import JobRequest
 from gpu_worker.engines.espeak import EspeakEngine
 from tests.support.servers import RedisServer, S3Server
 from tests.support.stack import KEYS, Stack

@@ -13,14 +13,14 @@ import pytest
 import soundfile
 from pydantic import ValidationError
 
-from api.dropin import SynthesizeRequest, to_job
-from common.audio import encode, from_pcm16, pcm16
-from common.schemas import AudioFormat, EngineCapabilities, JobRequest, Segment
+from common.audio.codec import encode, from_pcm16, pcm16
+from common.audio.deliver import Delivered, deliver
+from common.schemas.dropin import SynthesizeRequest, to_job
+from common.schemas.jobs import AudioFormat, EngineCapabilities, JobRequest, Segment
 from common.settings import Settings
+from common.worker.delivery import UploadPolicy
 from gpu_worker.engines.base import SynthesisOutput
-from gpu_worker.postprocess import Delivered, deliver
 from gpu_worker.synthesis import speak
-from gpu_worker.upload import UploadPolicy
 from tests.support.stack import Stack
 
 RATE = 22050  # eSpeak's rate

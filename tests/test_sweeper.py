@@ -19,11 +19,11 @@ import pytest
 
 from common import keys
 from common.errors import StorageUnavailable
-from common.jobstore import JobStore
-from common.schemas import JobRequest, JobStatus, Stage
-from gpu_worker.housekeeping import Sweeper
+from common.jobs.store import JobStore
+from common.schemas.jobs import JobRequest, JobStatus, Stage
+from common.worker.delivery import UploadPolicy, run_upload
 from gpu_worker.synthesis import run_synthesis
-from gpu_worker.upload import UploadPolicy, run_upload
+from io_worker.sweeper import Sweeper
 from tests.support.servers import wait_for
 from tests.test_synthesis_unit import FakeEngine, FakeStorage
 
@@ -309,11 +309,11 @@ def test_claim_and_cancel_racing_leave_one_consistent_end(world: World) -> None:
 def test_a_slow_sweep_never_lets_the_io_workers_heartbeat_expire(
     store: JobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from common.queue import make_celery
+    from common.broker import make_celery
     from common.settings import Settings
-    from common.workers import is_alive
+    from common.worker.registry import is_alive
     from gpu_worker import runtime
-    from gpu_worker.housekeeping import Sweeper
+    from io_worker.sweeper import Sweeper
 
     url = store.redis.connection_pool.connection_kwargs
     settings = Settings(
@@ -336,7 +336,9 @@ def test_a_slow_sweep_never_lets_the_io_workers_heartbeat_expire(
         assert sweeping.wait(5)
         # The sweeper's thread may reach its sweep before the heartbeat's first write lands.
         wait_for(lambda: is_alive(store.redis, rt.instance), 2, "the first heartbeat")
-        for _ in range(30):  # 3 s of one sweep: twice the heartbeat's TTL
+        # A duration, not a wait: alive at every look for 3 s of one sweep (twice the TTL).
+        watched_until = time.monotonic() + 3
+        while time.monotonic() < watched_until:
             assert is_alive(store.redis, rt.instance)
             time.sleep(0.1)
     finally:
@@ -358,7 +360,7 @@ def test_a_sweep_lock_held_by_a_live_io_worker_is_respected(world: World) -> Non
 
 
 def test_a_message_delivered_long_ago_and_never_acked_no_longer_counts(store: JobStore) -> None:
-    from common.queue import broker_job_ids, make_celery, task_message
+    from common.broker import broker_job_ids, make_celery, task_message
     from common.settings import Settings
 
     app = make_celery(Settings(redis_url="redis://127.0.0.1:1/0"))

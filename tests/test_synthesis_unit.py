@@ -4,11 +4,11 @@ storage."""
 from __future__ import annotations
 
 from common.errors import EngineInputError, StorageUnavailable, TransientError
-from common.jobstore import JobStore
-from common.schemas import EngineCapabilities, JobRequest, JobStatus, Stage
+from common.jobs.store import JobStore
+from common.schemas.jobs import EngineCapabilities, JobRequest, JobStatus, Stage
+from common.worker.delivery import UploadHere, UploadPolicy, run_upload
 from gpu_worker.engines.base import SynthesisOutput
 from gpu_worker.synthesis import Next, Synthesizer, run_synthesis
-from gpu_worker.upload import UploadHere, UploadPolicy, run_upload
 
 POLICY = UploadPolicy(max_attempts=3, backoff_s=0.1, backoff_max_s=1)
 

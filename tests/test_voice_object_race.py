@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 from api.voice_upload import CheckedVoice, delete_voice_and_audio, store_voice
-from common.jobstore import JobStore
+from common.jobs.store import JobStore
+from common.schemas.voices import voice_object_key
 from common.storage import LocalStorage
-from common.voice_schemas import voice_object_key
 from common.voicestore import VoiceStore
 
 
@@ -26,7 +26,7 @@ class SlowDelete(LocalStorage):
 
     def delete(self, key: str) -> None:
         self.deleting.set()
-        time.sleep(0.5)
+        time.sleep(0.5)  # a duration: the window in which bob's upload lands mid-delete
         super().delete(key)
 
 

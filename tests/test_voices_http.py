@@ -21,8 +21,8 @@ import pytest
 import soundfile
 import soxr
 
-from common.audio import encode, from_pcm16
-from common.schemas import JobRequest
+from common.audio.codec import encode, from_pcm16
+from common.schemas.jobs import JobRequest
 from gpu_worker.engines.espeak import EspeakEngine
 from tests.support.servers import Piece, RedisServer, S3Server, wait_for
 from tests.support.stack import Stack

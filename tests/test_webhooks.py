@@ -9,12 +9,12 @@ from datetime import datetime, timedelta
 import pytest
 
 from common import keys
-from common.batchstore import BatchStore
-from common.jobstore import JobStore, utcnow
-from common.schemas import AudioInfo, JobRecord, JobRequest
+from common.jobs.batches import BatchStore
+from common.jobs.store import JobStore, utcnow
+from common.schemas.jobs import AudioInfo, JobRecord, JobRequest
 from common.settings import Settings
 from common.webhooks import DeliveryState, deliveries_of, secret_for
-from gpu_worker.webhooks import Pump, lease_s, run_delivery
+from io_worker.webhooks import Pump, lease_s, run_delivery
 from tests.support.receiver import Receiver
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

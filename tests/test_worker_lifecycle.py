@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from common import keys
-from common.schemas import JobRecord
+from common.schemas.jobs import JobRecord
 from tests.support.engines import calls
 from tests.support.servers import RedisServer, S3Server
 from tests.support.stack import Stack

@@ -12,9 +12,14 @@ import redis
 import redis.asyncio as aioredis
 
 from common import keys
-from common.jobstore import JobStore
-from common.schemas import JobRequest, WorkerHeartbeat
-from common.workers import alive_workers, alive_workers_async, remove_heartbeat, write_heartbeat
+from common.jobs.store import JobStore
+from common.schemas.jobs import JobRequest, WorkerHeartbeat
+from common.worker.registry import (
+    alive_workers,
+    alive_workers_async,
+    remove_heartbeat,
+    write_heartbeat,
+)
 from tests.support.servers import RedisServer
 
 
@@ -46,6 +51,7 @@ def reads_the_set(client: redis.Redis) -> None:
     used = {k: after[k]["calls"] - before.get(k, {"calls": 0})["calls"] for k in after}
     assert used.get("cmdstat_scan", 0) == 0 and used.get("cmdstat_keys", 0) == 0
     assert used.get("cmdstat_smembers") == 1 and used.get("cmdstat_mget") == 1
+    # A duration: past synth@b's 0.2 s TTL (a wait would pass a TTL that were rounded up).
     time.sleep(0.3)
     assert [b.instance for b in alive_workers(client)] == ["synth@a"]
     assert client.smembers(keys.WORKERS) == {b"synth@a"}

@@ -29,7 +29,7 @@ def _require_redis(settings: Settings, piece: str, wait_s: float = 10.0) -> None
     (a supervisor restarts it with back-off). A running piece rides out an outage instead."""
     import redis
 
-    from common.queue import connect_redis
+    from common.broker import connect_redis
 
     if not settings.redis_url:
         sys.exit(

@@ -22,9 +22,9 @@ from typing import Any, Self, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from common.batch_schemas import BatchRequest, BatchResource
-from common.schemas import JobList, JobRequest, JobResource, JobStatus
-from common.voice_schemas import VoiceList, VoiceResource
+from common.schemas.batches import BatchRequest, BatchResource
+from common.schemas.jobs import JobList, JobRequest, JobResource, JobStatus
+from common.schemas.voices import VoiceList, VoiceResource
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: Polling starts fast (a short job ends in well under a second) and slows to this.

@@ -119,7 +119,7 @@ def check_gpu(settings: Settings) -> Check:
 
 
 def check_workers(settings: Settings) -> Check:
-    from common.workers import alive_workers
+    from common.worker.registry import alive_workers
 
     try:
         beats = alive_workers(_client(settings))

@@ -38,8 +38,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from common import audio, loudness
-from common.schemas import JobRequest, JobResource
+from common.audio import codec as audio
+from common.audio import loudness
+from common.schemas.jobs import JobRequest, JobResource
 from ttsq import dub_jobs, track
 from ttsq.client import Client, NotFound, TtsqClientError
 from ttsq.dub_report import DubReport, LineOutcome
@@ -95,7 +96,7 @@ class Run:
         self.outcomes: dict[int, LineOutcome] = {}
 
     def submit(self) -> None:
-        from common.batch_schemas import BatchRequest
+        from common.schemas.batches import BatchRequest
 
         for chunk, entry in zip(self.items, self.ledger.batches, strict=True):
             if entry.batch_id is not None:

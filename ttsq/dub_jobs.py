@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from common.batch_schemas import MAX_BATCH_ITEMS, BatchItem
-from common.schemas import JobRequest
+from common.schemas.batches import MAX_BATCH_ITEMS, BatchItem
+from common.schemas.jobs import JobRequest
 from ttsq.client import Client
 from ttsq.subtitles import Cue, SubtitleError
 

@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime
 
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-#: Lines about one job start `[job <id>]` (`gpu_worker/joblog.py`, the job store).
+#: Lines about one job start `[job <id>]` (`common/worker/joblog.py`, the job store).
 _JOB_ID = re.compile(r"^\[job ([0-9a-f]+)\]")
 
 

@@ -4,7 +4,7 @@ and emotion.
 Cues are numbered from 1 in file order, empty ones included (an SRT's own numbers when they
 run 1, 2, 3...); an empty cue is not spoken. The spoken text loses ASS override tags
 (`{\\i1}`), line breaks and a known speaker's `NAME: ` prefix. An inline `{emo=happy}` or
-`{emo=happy:0.6}` anywhere in a cue sets its emotion (one of `common.schemas.EMOTIONS`; the
+`{emo=happy:0.6}` anywhere in a cue sets its emotion (one of `common.schemas.jobs.EMOTIONS`; the
 weight, 0-1, defaults to 1). The voice map (TOML) is described in `ttsq/dub.py`.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from common.schemas import EMOTIONS
+from common.schemas.jobs import EMOTIONS
 
 EMO_TAG = re.compile(r"\{emo=([A-Za-z]+)(?::([0-9]*\.?[0-9]+))?\}")
 OVERRIDE = re.compile(r"\{[^}]*\}")

@@ -1,7 +1,7 @@
 """One track out of many lines: each placed at its start, silence elsewhere, then the whole
 brought to a loudness (ITU-R BS.1770 integrated, through `pyloudnorm`) under a peak ceiling.
 
-The measure is the worker's own (`common/loudness.py`), applied once to the finished track.
+The measure is the worker's own (`common/audio/loudness.py`), applied once to the finished track.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common import loudness
-from common.audio import Samples, to_mono
+from common.audio import loudness
+from common.audio.codec import Samples, to_mono
 
 #: EBU R128's ceiling: the track's true peak (4x oversampled) stays at or below this.
 PEAK_CEILING_DB = -1.0

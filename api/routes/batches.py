@@ -10,18 +10,18 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Owner, Services, Svc
 from api.routes.jobs import _ERRORS
 from api.submit import check, publish
-from api.webhook_guard import IdempotencyKey, check_webhook_url
-from common.batch_schemas import (
+from api.url_guard import IdempotencyKey, check_webhook_url
+from common.errors import TtsqError
+from common.jobs.batches import BatchStore
+from common.jobs.idempotency import create_batch_once
+from common.schemas.batches import (
     BATCH_ID_PATTERN,
     BatchItemResource,
     BatchRecord,
     BatchRequest,
     BatchResource,
 )
-from common.batchstore import BatchStore
-from common.errors import TtsqError
-from common.idempotency import create_batch_once
-from common.schemas import JobStatus
+from common.schemas.jobs import JobStatus
 
 router = APIRouter(tags=["batches"])
 BatchIdParam = Annotated[

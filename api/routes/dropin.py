@@ -31,17 +31,6 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Owner, Svc, caller_label
-from api.dropin import (
-    BatchRequest,
-    BatchResponse,
-    BatchSegment,
-    Speaker,
-    Speakers,
-    SynthesizeRequest,
-    SynthesizeResponse,
-    fingerprint,
-    to_job,
-)
 from api.errors import describe_errors
 from api.held import (
     BadRequest,
@@ -52,13 +41,24 @@ from api.held import (
     warnings_header,
 )
 from api.submit import accept, wait_for_end
-from api.webhook_guard import check_client_url
-from common import audio
+from api.url_guard import check_client_url
+from common.audio import codec as audio
 from common.errors import Unprocessable
-from common.jobstore import new_job_id
-from common.schemas import AudioInfo, ErrorEnvelope, JobRecord, JobRequest
+from common.jobs.store import new_job_id
+from common.schemas.dropin import (
+    BatchRequest,
+    BatchResponse,
+    BatchSegment,
+    Speaker,
+    Speakers,
+    SynthesizeRequest,
+    SynthesizeResponse,
+    fingerprint,
+    to_job,
+)
+from common.schemas.jobs import AudioInfo, ErrorEnvelope, JobRecord, JobRequest
+from common.schemas.voices import is_uploaded_voice
 from common.storage import CONTENT_TYPES, LocalStorage, audio_key
-from common.voice_schemas import is_uploaded_voice
 
 router = APIRouter(tags=["drop-in (the original service's contract)"])
 

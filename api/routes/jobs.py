@@ -13,9 +13,9 @@ from api.deps import Owner, Svc
 from api.eta import queued_eta_s
 from api.resources import job_resource
 from api.submit import OUTAGE, accept, wait_for_end
-from api.webhook_guard import IdempotencyKey
+from api.url_guard import IdempotencyKey
 from common.errors import Conflict
-from common.schemas import (
+from common.schemas.jobs import (
     JOB_ID_PATTERN,
     ErrorEnvelope,
     JobList,

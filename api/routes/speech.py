@@ -39,7 +39,7 @@ from api.speech import (
 from api.submit import accept, wait_for_end
 from api.text import check_text
 from common.errors import ApiError, Unprocessable
-from common.schemas import EngineCapabilities, ErrorEnvelope, JobRecord
+from common.schemas.jobs import EngineCapabilities, ErrorEnvelope, JobRecord
 
 M = TypeVar("M", SpeechRequest, TtsUrlRequest)
 router = APIRouter(tags=["drop-in (OpenAI speech, index-tts-vllm)"])

@@ -11,12 +11,12 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Owner, Svc
-from common.audio import AudioSupport
-from common.audio import support as audio_support
+from common.audio.codec import AudioSupport
+from common.audio.codec import support as audio_support
 from common.errors import NotFound, ServiceUnavailable, StorageUnavailable
-from common.schemas import EngineCapabilities, ErrorEnvelope, WorkerHeartbeat
+from common.schemas.jobs import EngineCapabilities, ErrorEnvelope, WorkerHeartbeat
 from common.storage import CONTENT_TYPES, LocalStorage
-from common.workers import alive_workers, alive_workers_async
+from common.worker.registry import alive_workers, alive_workers_async
 
 router = APIRouter(tags=["system"])
 

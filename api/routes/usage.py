@@ -16,9 +16,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import Owner, Svc
 from common import keys
-from common.jobstore import utcnow
-from common.schemas import ErrorEnvelope, JobRecord, JobStatus
-from common.workers import alive_workers, held
+from common.jobs.store import utcnow
+from common.schemas.jobs import ErrorEnvelope, JobRecord, JobStatus
+from common.worker.registry import alive_workers, held
 
 router = APIRouter(tags=["usage"])
 

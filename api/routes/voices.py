@@ -17,8 +17,8 @@ from api.deps import Owner, Svc
 from api.errors import describe_errors
 from api.voice_upload import check_voice_audio, delete_voice_and_audio, store_voice
 from common.errors import ApiError, Conflict, NotFound, Unprocessable
-from common.schemas import VOICE_ID_PATTERN, ErrorEnvelope
-from common.voice_schemas import (
+from common.schemas.jobs import VOICE_ID_PATTERN, ErrorEnvelope
+from common.schemas.voices import (
     VoiceList,
     VoiceMetadata,
     VoiceName,

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Owner, Svc
 from api.routes.batches import BatchIdParam
 from api.routes.jobs import _ERRORS, JobIdParam
-from common.batchstore import BatchStore
+from common.jobs.batches import BatchStore
 from common.webhooks import DeliveryList, WebhookSecret, deliveries_of, secret_for
 
 router = APIRouter(tags=["webhooks"])

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from common.schemas import EngineCapabilities, JobRequest
+from common.schemas.jobs import EngineCapabilities, JobRequest
 
 #: Told (segments done, segments in all) as an engine works through a request.
 ProgressListener = Callable[[int, int], None]

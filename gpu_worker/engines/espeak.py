@@ -13,7 +13,7 @@ import re
 import threading
 
 from common.errors import EngineInputError, EngineLoadError
-from common.schemas import EngineCapabilities, JobRequest
+from common.schemas.jobs import EngineCapabilities, JobRequest
 from common.settings import Settings
 from gpu_worker.engines.base import SynthesisOutput
 

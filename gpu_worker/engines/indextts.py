@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from common.errors import EngineInputError, EngineLoadError, TransientError
-from common.schemas import EngineCapabilities, JobRequest
+from common.schemas.jobs import EngineCapabilities, JobRequest
 from common.settings import Settings
 from gpu_worker.engines import indextts_layout as layouts
 from gpu_worker.engines.base import SynthesisOutput, report_progress
@@ -398,7 +398,7 @@ def _optional_torch() -> Any:
 
 def _espeak_reference() -> bytes:
     """A built-in default speaker reference, made with eSpeak NG (no audio ships in the repo)."""
-    from common.wav import encode_wav
+    from common.audio.wav import encode_wav
     from gpu_worker.engines.espeak import EspeakEngine
 
     out = EspeakEngine().synthesize(

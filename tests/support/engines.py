@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from common.errors import EngineInputError, TransientError
-from common.schemas import EngineCapabilities, JobRequest
+from common.schemas.jobs import EngineCapabilities, JobRequest
 from common.settings import Settings
 from gpu_worker.engines.base import SynthesisOutput
 from gpu_worker.engines.espeak import EspeakEngine

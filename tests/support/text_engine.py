@@ -10,7 +10,7 @@ import os
 import time
 
 from common.errors import EngineInputError
-from common.schemas import JobRequest
+from common.schemas.jobs import JobRequest
 from gpu_worker.engines.base import SynthesisOutput
 from tests.support.engines import ScriptedEngine
 

@@ -5,12 +5,12 @@ identical job may have finished since, e.g. a line repeated within one batch).""
 
 from __future__ import annotations
 
-from common.jobstore import JobStore
+from common.jobs.store import JobStore
 from common.resultcache import ResultCache, cache_key
-from common.schemas import JobRecord, JobRequest
+from common.schemas.jobs import JobRecord, JobRequest
 from common.voicestore import VoiceStore
+from common.worker.joblog import job_log
 from gpu_worker.engines.base import Engine
-from gpu_worker.joblog import job_log
 
 
 def serve_from_cache(

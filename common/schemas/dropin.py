@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from common.schemas import (
+from common.schemas.jobs import (
     LANGUAGES,
     VOICE_ID_PATTERN,
     Factor,

@@ -137,7 +137,7 @@ def make_celery(settings: Settings, main: str = "ttsq") -> Celery:
             "unacked_restore_throttle": 1,
             "socket_keepalive": True,
             "retry_on_timeout": True,
-            # One list per step; BRPOP takes step 0 first (see `common/priority.py`).
+            # One list per step; BRPOP takes step 0 first (see `common/jobs/order.py`).
             "priority_steps": list(keys.BROKER_PRIORITY_STEPS),
         },
         broker_connection_retry_on_startup=True,
@@ -157,7 +157,7 @@ def make_celery(settings: Settings, main: str = "ttsq") -> Celery:
 def publish_synthesis(
     app: Celery, job_id: str, countdown: float | None = None, priority: int = 0
 ) -> None:
-    """`priority` is a kombu step (0 first); `common/priority.py` picks it from the job."""
+    """`priority` is a kombu step (0 first); `common/jobs/order.py` picks it from the job."""
     app.send_task(
         keys.TASK_SYNTHESIZE,
         args=[job_id],

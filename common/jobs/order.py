@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from common.queue import publish_synthesis, synthesis_message
-from common.schemas import JobRecord, JobRequest, Priority
+from common.broker import publish_synthesis, synthesis_message
+from common.schemas.jobs import JobRecord, JobRequest, Priority
 
 if TYPE_CHECKING:  # the job store scores its queue with `queued_score`
     from celery import Celery
 
-    from common.jobstore import JobStore
+    from common.jobs.store import JobStore
 
 #: kombu's Redis transport serves the lowest step first; steps are `keys.BROKER_PRIORITY_STEPS`.
 BROKER_STEP: dict[Priority, int] = {"interactive": 0, "batch": 6}

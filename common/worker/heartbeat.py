@@ -15,8 +15,8 @@ from typing import Any
 import redis
 from kombu.exceptions import OperationalError
 
-from common.schemas import WorkerHeartbeat
-from common.workers import remove_heartbeat, write_heartbeat
+from common.schemas.jobs import WorkerHeartbeat
+from common.worker.registry import remove_heartbeat, write_heartbeat
 
 log = logging.getLogger(__name__)
 

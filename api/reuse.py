@@ -6,7 +6,7 @@ from api.deps import Services
 from api.engine_check import Beats
 from common import keys
 from common.resultcache import ResultCache, cache_key
-from common.schemas import JobRecord, JobRequest
+from common.schemas.jobs import JobRecord, JobRequest
 
 
 def key_for(

@@ -32,13 +32,13 @@ import redis
 from redis.client import Pipeline
 
 from common import keys
+from common.broker import broker_job_ids
 from common.errors import StorageUnavailable
-from common.jobstore import JobStore
-from common.queue import broker_job_ids
+from common.jobs.store import JobStore
 from common.resultcache import ResultCache
-from common.schemas import JobRecord, Stage
+from common.schemas.jobs import JobRecord, Stage
 from common.storage import Storage
-from common.workers import current_jobs, new_instance_name
+from common.worker.registry import current_jobs, new_instance_name
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from pydantic import BaseModel
 from redis.client import Pipeline
 
 from common import keys
-from common.batch_schemas import BatchRecord, BatchRequest
-from common.batchstore import BatchStore
 from common.errors import Unprocessable
-from common.jobstore import JobStore, Message
-from common.schemas import JobRecord, JobRequest
+from common.jobs.batches import BatchStore
+from common.jobs.store import JobStore, Message
+from common.schemas.batches import BatchRecord, BatchRequest
+from common.schemas.jobs import JobRecord, JobRequest
 
 #: How long a key is remembered.
 TTL_S = 24 * 3600

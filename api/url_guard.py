@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from fastapi import Header
 
 from common.errors import ApiError
-from common.idempotency import MAX_KEY_LENGTH
+from common.jobs.idempotency import MAX_KEY_LENGTH
 from common.netguard import Refused, checked_addresses, parse_cidrs
 from common.settings import Settings
 

@@ -194,7 +194,7 @@ class JobRequest(Strict):
     #: Where to POST signed events (Standard Webhooks), and which (see `common/webhooks.py`).
     webhook_url: HttpUrlText | None = None
     webhook_events: list[JobEventName] | None = None
-    #: Default: interactive for a single job, batch for a batch's item (`common/priority.py`).
+    #: Default: interactive for a single job, batch for a batch's item (`common/jobs/order.py`).
     priority: Priority | None = None
     #: False: always synthesise afresh, never reuse stored audio (`common/resultcache.py`).
     cache: bool = True
@@ -354,7 +354,7 @@ class JobResource(BaseModel):
         default=None,
         description="Only while queued: a rough estimate of the seconds until it starts, from "
         "the mean engine time of the latest syntheses, its queue_position, the busy and the "
-        "ready workers (common/eta.py); none before any synthesis or with no worker ready.",
+        "ready workers (common/jobs/eta.py); none before any synthesis or with no worker ready.",
     )
     priority: Priority = "interactive"
     #: The audio is a copy of an earlier identical job's: no engine ran for this one.

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from common.audio import Samples
+from common.audio.codec import Samples
 
 #: BS.1770 gates 400 ms blocks: anything shorter has no integrated loudness.
 BLOCK_S = 0.4

@@ -26,10 +26,10 @@ from redis.client import Pipeline
 
 from common import keys, metrics
 from common.errors import Conflict, NotFound
-from common.eta import mean_of, note_synthesis_time, recent_synthesis_s
+from common.jobs.eta import mean_of, note_synthesis_time, recent_synthesis_s
+from common.jobs.order import queued_score
 from common.paging import Cursor, newest_first
-from common.priority import queued_score
-from common.schemas import (
+from common.schemas.jobs import (
     AudioInfo,
     ErrorInfo,
     JobRecord,
@@ -163,7 +163,7 @@ class JobStore:
 
     async def place_async(self, job_id: str) -> tuple[int | None, float | None]:
         """A queued job's `queue_position` and the mean engine seconds of recent syntheses
-        (`common/eta.py`), in one round trip."""
+        (`common/jobs/eta.py`), in one round trip."""
         pipe = self._async().pipeline(transaction=False)
         _place(pipe, job_id)
         position, recent = await pipe.execute()

@@ -12,14 +12,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from common.audio.deliver import deliver
 from common.errors import PermanentError, StorageUnavailable
-from common.jobstore import JobStore
+from common.jobs.store import JobStore
 from common.resultcache import ResultCache
-from common.schemas import AudioInfo, JobRecord, JobStatus, Stage
+from common.schemas.jobs import AudioInfo, JobRecord, JobStatus, Stage
 from common.settings import Settings
 from common.storage import Storage, audio_key
-from gpu_worker.joblog import job_log
-from gpu_worker.postprocess import deliver
+from common.worker.joblog import job_log
 from gpu_worker.synthesis import backoff
 
 

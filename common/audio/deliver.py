@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common import audio, loudness
-from common.audio import Samples
-from common.schemas import MP3_RATES, OPUS_RATES, JobRequest
+from common.audio import codec as audio
+from common.audio import loudness
+from common.audio.codec import Samples
+from common.schemas.jobs import MP3_RATES, OPUS_RATES, JobRequest
 from common.storage import CONTENT_TYPES
 
 #: How long the fade-out under a strict duration's cut lasts: long enough not to click,

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from common.schemas import (
+from common.schemas.jobs import (
     HttpUrlText,
     JobEventName,
     JobRequest,

@@ -19,7 +19,7 @@ import redis
 import redis.asyncio as aioredis
 
 from common import keys
-from common.schemas import WorkerHeartbeat
+from common.schemas.jobs import WorkerHeartbeat
 
 
 def new_instance_name(kind: str) -> str:

@@ -31,8 +31,8 @@ import redis
 from standardwebhooks.webhooks import Webhook
 
 from common import keys, metrics
-from common.batchstore import BatchStore
-from common.jobstore import utcnow
+from common.jobs.batches import BatchStore
+from common.jobs.store import utcnow
 from common.netguard import Pinned, Refused, parse_cidrs, pin
 from common.settings import Settings
 from common.storage import Storage

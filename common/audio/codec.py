@@ -61,7 +61,7 @@ def encode(samples: Samples, rate: int, fmt: str) -> bytes:
     Ogg Opus through libsndfile, MP3 through LAME."""
     channels = 1 if samples.ndim == 1 else samples.shape[1]
     if fmt == "wav":
-        from common.wav import encode_wav
+        from common.audio.wav import encode_wav
 
         return encode_wav(pcm16(samples), rate, channels)
     if fmt == "pcm_s16le":
@@ -134,7 +134,7 @@ _RANGED = (
 
 def support(max_stretch: float) -> AudioSupport:
     """`max_stretch`: the deployment's default (TTS_MAX_STRETCH)."""
-    from common.schemas import AUDIO_FORMATS, MP3_RATES, OPUS_RATES, JobRequest
+    from common.schemas.jobs import AUDIO_FORMATS, MP3_RATES, OPUS_RATES, JobRequest
 
     props = JobRequest.model_json_schema()["properties"]
     ranges = {}

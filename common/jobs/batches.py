@@ -14,10 +14,10 @@ from typing import Any, cast
 from redis.client import Pipeline
 
 from common import keys
-from common.batch_schemas import BatchRecord, BatchRequest
 from common.errors import Conflict, NotFound
-from common.jobstore import JobStore, new_job_id
-from common.schemas import JobRecord, JobStatus
+from common.jobs.store import JobStore, new_job_id
+from common.schemas.batches import BatchRecord, BatchRequest
+from common.schemas.jobs import JobRecord, JobStatus
 from common.webhooks import emit
 
 #: Drop a batch from the to-check set only if no item ended since it was read.
