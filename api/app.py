@@ -13,9 +13,10 @@ from api.ends import EndWatcher
 from api.engine_check import EngineView
 from api.limits import BodyLimit
 from api.routes import batches, dropin, jobs, metrics, speech, system, usage, voices, webhooks
-from common.broker import connect_redis, connect_redis_async, make_celery, redis_url
+from common.broker import make_celery
 from common.jobs.store import JobStore
 from common.netguard import parse_cidrs
+from common.redis_client import connect_redis, connect_redis_async, redis_url
 from common.settings import Settings
 from common.storage import make_storage
 from common.voicestore import VoiceStore

@@ -17,7 +17,8 @@ import redis.asyncio as aioredis
 from common.capabilities import unsupported
 from common.errors import Unprocessable
 from common.resultcache import engine_version
-from common.schemas.jobs import EngineCapabilities, JobRequest, WorkerHeartbeat
+from common.schemas.job_request import JobRequest
+from common.schemas.workers import EngineCapabilities, WorkerHeartbeat
 from common.worker.registry import alive_workers, alive_workers_async, held
 
 _CACHE_S = 2.0

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from common.errors import TtsqError
-from common.schemas.jobs import ErrorBody, ErrorEnvelope
+from common.schemas.errors import ErrorBody, ErrorEnvelope
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,12 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "too_many_requests",
+}
+
+
+#: The envelope as OpenAPI shows it on every route.
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorEnvelope} for code in (400, 401, 404, 409, 413, 415, 422, 503)
 }
 
 

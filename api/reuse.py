@@ -6,7 +6,8 @@ from api.deps import Services
 from api.engine_check import Beats
 from common import keys
 from common.resultcache import ResultCache, cache_key
-from common.schemas.jobs import JobRecord, JobRequest
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import JobRecord
 
 
 def key_for(

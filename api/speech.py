@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from api.held import BadRequest
 from common.audio.codec import support
 from common.schemas.dropin import Lenient
-from common.schemas.jobs import (
+from common.schemas.job_request import (
     EMOTIONS,
     AudioFormat,
     Emotion,

@@ -23,9 +23,10 @@ from api.reuse import cached, cached_async, key_for, serve_from_cache
 from api.text import check_text
 from api.url_guard import check_webhook_url
 from api.voice_upload import check_voices
+from common.broker import job_message, publish_job
 from common.jobs.idempotency import create_job_once
-from common.jobs.order import job_message, publish_job
-from common.schemas.jobs import JobRecord, JobRequest
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import JobRecord
 from common.schemas.voices import is_uploaded_voice
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import numpy as np
 
 from common.audio.codec import decode, duration_s, encode, to_mono
 from common.errors import ApiError, Unprocessable
-from common.schemas.jobs import JobRequest
+from common.schemas.job_request import JobRequest
 from common.schemas.voices import (
     MODEL_PROMPT_S,
     VoiceRecord,

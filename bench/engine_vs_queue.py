@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from bench.stack import bench_stack
-from common.schemas.jobs import JobRequest
+from common.schemas.job_request import JobRequest
 from common.settings import Settings
 from gpu_worker.engines import load_engine
 

@@ -77,7 +77,7 @@ def main() -> int:
     from indextts.infer_v2 import IndexTTS2
 
     from common.audio.wav import encode_wav
-    from common.schemas.jobs import JobRequest
+    from common.schemas.job_request import JobRequest
     from gpu_worker.engines.espeak import EspeakEngine
 
     ref = root / "ref.wav"

@@ -1,4 +1,5 @@
-"""The Celery app both sides share (broker, serialisation, routing) and the Redis connection.
+"""The Celery app every process shares (broker, serialisation, routing) and the one way a
+message is sent: `task_message` builds it, `publish_*` send it.
 
 Policy, in one place:
 - JSON only; a message carries the job id and nothing else; results are not stored in Celery
@@ -16,19 +17,21 @@ import base64
 import json
 import re
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
-import redis.asyncio as aioredis
 from celery import Celery
 from celery.utils.nodenames import anon_nodename
 from kombu.utils.uuid import uuid
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from common import keys
+from common.jobs.order import BROKER_STEP, priority_of
+from common.redis_client import redis_url
+from common.schemas.jobs import JobRecord
 from common.settings import Settings
+
+if TYPE_CHECKING:  # `publish_job_id` reads the job's priority from the store
+    from common.jobs.store import JobStore
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _JOB_TASKS = {keys.TASK_SYNTHESIZE, keys.TASK_UPLOAD}
@@ -69,49 +72,6 @@ def broker_job_ids(
         if routing_key == queue and at.get(tag, since) >= since:
             note(message)
     return found
-
-
-def redis_url(settings: Settings) -> str:
-    if settings.redis_url:
-        return settings.redis_url
-    from common import embedded_redis
-
-    return embedded_redis.url(settings.embedded_redis_port)
-
-
-#: How both clients connect: bounded waits, and a few retries with backoff on a lost connection.
-_CONNECTION: dict[str, Any] = {
-    "socket_connect_timeout": 5,
-    "socket_timeout": 10,
-    "health_check_interval": 15,
-    "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
-}
-
-
-def connect_redis(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(
-        redis_url(settings),
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=6),
-        **_CONNECTION,
-    )
-
-
-#: The event-loop client's connections. A request holds one only for its round trip; a burst
-#: beyond this many waits for one (up to `socket_timeout`) rather than failing.
-ASYNC_MAX_CONNECTIONS = 64
-
-
-def connect_redis_async(settings: Settings) -> aioredis.Redis:
-    """The API's event-loop client (`redis.asyncio`), for the requests that only touch Redis:
-    no thread-pool hop (a thread switch each way) per call."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        redis_url(settings),
-        max_connections=ASYNC_MAX_CONNECTIONS,
-        timeout=_CONNECTION["socket_timeout"],
-        retry=AsyncRetry(ExponentialBackoff(cap=2.0, base=0.1), retries=6),
-        **_CONNECTION,
-    )
-    return aioredis.Redis(connection_pool=pool)
 
 
 def make_celery(settings: Settings, main: str = "ttsq") -> Celery:
@@ -225,3 +185,20 @@ def publish_upload(app: Celery, job_id: str, countdown: float | None = None) -> 
 
 def publish_webhook(app: Celery, delivery_id: str) -> None:
     app.send_task(keys.TASK_DELIVER_WEBHOOK, args=[delivery_id], queue=keys.WEBHOOK_QUEUE)
+
+
+def publish_job(app: Celery, job: JobRecord) -> None:
+    """Send the job's synthesis message at its priority."""
+    publish_synthesis(app, job.id, priority=BROKER_STEP[priority_of(job.request)])
+
+
+def job_message(app: Celery, job: JobRecord) -> tuple[str, bytes]:
+    """The job's synthesis message at its priority, for `JobStore.create(message=...)`."""
+    return synthesis_message(app, job.id, BROKER_STEP[priority_of(job.request)])
+
+
+def publish_job_id(app: Celery, store: JobStore, job_id: str) -> None:
+    """`publish_job` for a caller holding only the id (the sweeper, a lost upload)."""
+    job = store.get(job_id)
+    step = BROKER_STEP[priority_of(job.request)] if job is not None else 0
+    publish_synthesis(app, job_id, priority=step)

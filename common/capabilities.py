@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.errors import EngineInputError
-from common.schemas.jobs import EngineCapabilities, JobRequest
+from common.schemas.job_request import JobRequest
 from common.schemas.voices import is_uploaded_voice
+from common.schemas.workers import EngineCapabilities
 
 #: The fields of an emotion that say what it is; with none of them left, there is no emotion.
 SOURCES = ("audio", "audio_url", "vector", "text", "random")

@@ -10,6 +10,8 @@ from __future__ import annotations
 class TtsqError(Exception):
     code = "internal_error"
     http_status = 500
+    #: Whether trying again later may succeed (`common/retry.py` retries only these).
+    retryable = False
     #: Where it reaches a client: the `Retry-After` it is answered with, in seconds.
     retry_after_s: int | None = None
 
@@ -29,6 +31,7 @@ class TransientError(TtsqError):
 
     code = "transient_error"
     http_status = 503
+    retryable = True
 
 
 class StorageUnavailable(TransientError):
@@ -84,3 +87,4 @@ class Unprocessable(ApiError):
 class ServiceUnavailable(ApiError):
     code = "service_unavailable"
     http_status = 503
+    retryable = True

@@ -35,8 +35,10 @@ from redis.client import Pipeline
 from common import keys
 from common.errors import StorageUnavailable
 from common.jobs.store import JobStore
-from common.schemas.jobs import AudioInfo, JobRecord, JobRequest, JobStatus, WorkerHeartbeat
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import AudioInfo, JobRecord, JobStatus
 from common.schemas.voices import is_uploaded_voice
+from common.schemas.workers import WorkerHeartbeat
 from common.storage import CONTENT_TYPES, Storage, audio_key
 from common.voicestore import VoiceStore
 

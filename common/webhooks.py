@@ -13,15 +13,15 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Literal, cast
 
 import redis
-from pydantic import BaseModel, Field
 from redis.client import Pipeline
 
 from common import keys
-from common.schemas.jobs import JobEventName, JobRecord, JobStatus
+from common.schemas.job_request import JobEventName
+from common.schemas.jobs import JobRecord, JobStatus
+from common.schemas.webhooks import Delivery
 from common.settings import Settings
 
 EventName = JobEventName | Literal["batch.completed"]
@@ -33,52 +33,6 @@ END_EVENTS = {
     JobStatus.failed: "job.failed",
     JobStatus.canceled: "job.canceled",
 }
-
-
-class DeliveryState(StrEnum):
-    #: Waiting for its next attempt (or one is in flight).
-    pending = "pending"
-    #: The receiver answered 2xx.
-    delivered = "delivered"
-    #: Given up: 410, a refused address, an answer that is not retried, or retries exhausted.
-    failed = "failed"
-
-
-class Attempt(BaseModel):
-    at: datetime
-    #: The receiver's HTTP status; None when no answer came (timeout, connection error).
-    status_code: int | None = None
-    error: str | None = None
-    duration_s: float
-
-
-class Delivery(BaseModel):
-    """One event to one URL; its `id` is the `webhook-id` of every attempt."""
-
-    id: str
-    owner: str
-    subject_id: str
-    event: str
-    url: str
-    created_at: datetime
-    state: DeliveryState = DeliveryState.pending
-    #: The job or batch as it was when the event happened (the payload's `data`, before the
-    #: I/O worker adds audio URLs on the first attempt).
-    data: dict[str, Any]
-    #: The exact body, fixed on the first attempt so every retry sends the same bytes.
-    body: str | None = None
-    attempts: list[Attempt] = Field(default_factory=list)
-    next_attempt_at: datetime | None = None
-
-
-class DeliveryList(BaseModel):
-    data: list[Delivery]
-
-
-class WebhookSecret(BaseModel):
-    """`GET /v1/webhook-secret`: verify deliveries with any Standard Webhooks library."""
-
-    secret: str
 
 
 def new_delivery_id() -> str:

@@ -20,9 +20,11 @@ import httpx
 
 from common.errors import PermanentError, TransientError
 from common.netguard import IPNetwork, Refused, Resolver, pin, resolve
+from common.retry import Retry
 
 MAX_REDIRECTS = 5
-RETRIES = 3
+#: A transient failure (connection, timeout, 429, 5xx) is tried again: 0.5 s, then 1 s.
+RETRY = Retry(base_s=0.5, cap_s=2.0, attempts=3)
 
 
 class FetchRefused(PermanentError):
@@ -56,16 +58,10 @@ def fetch(
     resolver: Resolver = resolve,
 ) -> Fetched:
     """GET `url` under the guard; with `etag`, an unchanged object answers `not_modified`."""
-    delay = 0.5
-    for attempt in range(1, RETRIES + 1):
-        try:
-            return _fetch_once(url, allow, max_bytes, timeout_s, etag, resolver)
-        except FetchUnavailable:
-            if attempt == RETRIES:
-                raise
-            time.sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")
+    return RETRY.run(
+        lambda: _fetch_once(url, allow, max_bytes, timeout_s, etag, resolver),
+        when=lambda exc: isinstance(exc, FetchUnavailable),
+    )
 
 
 def _fetch_once(

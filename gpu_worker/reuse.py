@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from common.jobs.store import JobStore
 from common.resultcache import ResultCache, cache_key
-from common.schemas.jobs import JobRecord, JobRequest
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import JobRecord
 from common.voicestore import VoiceStore
 from common.worker.joblog import job_log
 from gpu_worker.engines.base import Engine

@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from common.audio.codec import from_pcm16, pcm16
-from common.audio.deliver import fit, place
+from common.audio.fit import fit, place
 from common.audio.wav import encode_wav
 from common.capabilities import admit
 from common.errors import PermanentError, TransientError
 from common.jobs.store import ClaimResult, JobStore, Message
 from common.resultcache import ResultCache
-from common.schemas.jobs import JobRecord, JobRequest, JobStatus
+from common.retry import Retry
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import JobRecord, JobStatus
 from common.worker.joblog import job_log
 from gpu_worker.engines.base import Engine, ProgressListener, SynthesisOutput, progress_to
 from gpu_worker.progress import JobProgress
@@ -51,10 +53,6 @@ class Next(StrEnum):
 class SynthesisOutcome:
     next: Next
     retry_in: float = 0.0
-
-
-def backoff(attempt: int, base: float, cap: float) -> float:
-    return float(min(cap, base * 2 ** max(0, attempt - 1)))
 
 
 @dataclass
@@ -236,7 +234,7 @@ class Synthesizer:
             log.error("failed after %s attempts: %s", job.attempts, message)
             self.store.fail(job.id, code, f"{message} (after {job.attempts} attempts)")
             return SynthesisOutcome(Next.done)
-        delay = backoff(job.attempts, self.retry_base_s, 30.0)
+        delay = Retry(base_s=self.retry_base_s, cap_s=30.0).delay(job.attempts)
         if not self.store.requeue(job.id, only_from=self.instance, delay_s=delay):
             return SynthesisOutcome(Next.done)
         log.warning("%s; back in the queue, retry in %.1fs", message, delay)

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from common.errors import EngineInputError, PermanentError
-from common.schemas.jobs import JobRequest
+from common.schemas.job_request import JobRequest
 from common.schemas.voices import VoiceRecord, is_uploaded_voice
 from common.storage import Storage
 from common.voicestore import VoiceStore

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common.errors import EngineInputError
-from common.schemas.jobs import VOICE_ID_PATTERN
+from common.schemas.job_request import VOICE_ID_PATTERN
 
 log = logging.getLogger(__name__)
 

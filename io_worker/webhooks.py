@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,9 +33,11 @@ from common import keys, metrics
 from common.jobs.batches import BatchStore
 from common.jobs.store import utcnow
 from common.netguard import Pinned, Refused, parse_cidrs, pin
+from common.retry import Retry
+from common.schemas.webhooks import Attempt, Delivery, DeliveryState
 from common.settings import Settings
 from common.storage import Storage
-from common.webhooks import Attempt, Delivery, DeliveryState, secret_for
+from common.webhooks import secret_for
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,11 @@ Post = Callable[[Pinned, str, dict[str, str], float], httpx.Response]
 
 def retry_schedule(settings: Settings) -> list[float]:
     return [float(s) for s in settings.webhook_retry_schedule_s.split(",") if s.strip()]
+
+
+def retry_policy(settings: Settings) -> Retry:
+    """`TTS_WEBHOOK_RETRY_SCHEDULE_S`, each wait jittered by `TTS_WEBHOOK_JITTER`."""
+    return Retry(schedule=tuple(retry_schedule(settings)), jitter=settings.webhook_jitter)
 
 
 def lease_s(settings: Settings) -> float:
@@ -187,15 +193,13 @@ def run_delivery(
             duration_s=round(time.monotonic() - started, 3),
         )
     )
-    schedule = retry_schedule(settings)
+    policy = retry_policy(settings)
     pipe = client.pipeline(transaction=True)
     if error is None:
         delivery.state, delivery.next_attempt_at = DeliveryState.delivered, None
         pipe.zrem(keys.WEBHOOKS_DUE, delivery.id)
-    elif retry and len(delivery.attempts) <= len(schedule):
-        step = schedule[len(delivery.attempts) - 1]
-        delay = step * random.uniform(1 - settings.webhook_jitter, 1 + settings.webhook_jitter)  # noqa: S311
-        delay = max(delay, retry_after or 0.0)
+    elif retry and policy.schedule and not policy.exhausted(len(delivery.attempts)):
+        delay = max(policy.delay(len(delivery.attempts)), retry_after or 0.0)
         delivery.next_attempt_at = now + timedelta(seconds=delay)
         pipe.zadd(keys.WEBHOOKS_DUE, {delivery.id: delivery.next_attempt_at.timestamp()})
     else:

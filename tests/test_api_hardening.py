@@ -23,9 +23,11 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.deps import Services
 from common import keys
-from common.broker import ASYNC_MAX_CONNECTIONS, make_celery
+from common.broker import make_celery
 from common.jobs.store import JobStore
-from common.schemas.jobs import JobRequest, JobStatus
+from common.redis_client import ASYNC_MAX_CONNECTIONS
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import JobStatus
 from common.settings import Settings
 from tests.support.servers import RedisServer, free_port
 

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from common.audio.codec import decode, encode, to_mono
 from common.audio.deliver import Delivered, deliver
 from common.audio.wav import encode_wav
-from common.schemas.jobs import JobRequest
+from common.schemas.job_request import JobRequest
 from gpu_worker.engines.espeak import EspeakEngine
 
 LINE = "A dubbed line must fit the time slot of the line it replaces."

@@ -30,7 +30,7 @@ import soundfile
 
 from common.audio.wav import encode_wav
 from common.netguard import Refused, checked_addresses, parse_cidrs
-from common.schemas.jobs import JobRequest
+from common.schemas.job_request import JobRequest
 from gpu_worker.engines.espeak import EspeakEngine
 from gpu_worker.engines.indextts import IndexTTS2Engine
 from tests.support.servers import RedisServer, S3Server
@@ -184,6 +184,7 @@ def segment(prompts: PromptServer, text: str, target_ms: int, **more: Any) -> di
     }
 
 
+@pytest.mark.timeout(300)  # four segments of 16 s in a line on one worker: ~90 s
 def test_four_segments_at_once_each_fit_their_slot_and_run_once(
     tmp_path_factory: pytest.TempPathFactory,
     redis_server: RedisServer,

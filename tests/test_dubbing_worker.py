@@ -25,7 +25,7 @@ import pytest
 import soxr
 
 from common.audio.wav import encode_wav
-from common.schemas.jobs import JobRequest
+from common.schemas.job_request import JobRequest
 from gpu_worker.engines.espeak import EspeakEngine
 from tests.support.dubbing_worker import DubbingWorker, Result, Segment
 from tests.support.servers import REPO, free_port, wait_for

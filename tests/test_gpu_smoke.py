@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from common.schemas.jobs import JobRequest
+from common.schemas.job_request import JobRequest
 from common.settings import Settings
 
 pytestmark = [

@@ -31,7 +31,7 @@ def index_stack(
     voices = tmp_path / "data" / "voices"
     voices.mkdir(parents=True)
     from common.audio.wav import encode_wav
-    from common.schemas.jobs import JobRequest
+    from common.schemas.job_request import JobRequest
     from gpu_worker.engines.espeak import EspeakEngine
 
     espeak = EspeakEngine()

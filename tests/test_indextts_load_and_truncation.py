@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from common.errors import EngineLoadError
-from common.schemas.jobs import JobRequest
+from common.schemas.job_request import JobRequest
 from common.settings import Settings
 from gpu_worker.engines.indextts import IndexTTS2Engine
 from tests.test_indextts_engine import make_model_dir

@@ -12,7 +12,8 @@ import redis
 
 from api.ends import EndWatcher
 from common.jobs.store import JobStore
-from common.schemas.jobs import JobRecord, JobRequest
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import JobRecord
 from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,8 @@ import pytest
 
 from common.errors import Conflict
 from common.jobs.store import ClaimResult, JobStore
-from common.schemas.jobs import JobRequest, JobStatus, Stage
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import JobStatus, Stage
 
 WAV = b"RIFF....WAVEfmt "
 

@@ -5,18 +5,19 @@ tested against the real upstream in tests/test_real_indextts.py."""
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import pytest
 import redis
 
 from common.jobs.store import JobStore
-from common.schemas.jobs import EngineCapabilities, JobRecord, JobRequest, Progress, Segment, Stage
+from common.schemas.job_request import JobRequest, Segment
+from common.schemas.jobs import JobRecord, Progress, Stage
+from common.schemas.workers import EngineCapabilities
 from gpu_worker.engines.base import SynthesisOutput, report_progress
 from gpu_worker.progress import JobProgress
 from gpu_worker.synthesis import Next, run_synthesis, speak
-from tests.support.stack import TERMINAL, Stack
+from tests.support.stack import Stack
 
 
 class WatchingEngine:
@@ -161,14 +162,11 @@ def test_progress_goes_when_the_job_leaves_synthesis(store: JobStore) -> None:
 def test_a_running_timed_script_shows_its_progress_through_the_api(stack: Stack) -> None:
     segments = [{"text": f"Line number {i}."} for i in range(4)]
     job = stack.submit(text="script", segments=segments, metadata={"script": "sleep:0.6"})
-    seen: list[dict[str, int]] = []
-    deadline = time.monotonic() + 30
-    while (now := stack.get(job["id"]))["status"] not in TERMINAL:
-        assert time.monotonic() < deadline, stack.logs()
-        if now["progress"] is not None:
-            assert now["status"] == "running" and now["stage"] == "synthesizing"
-            seen.append(now["progress"])
-        time.sleep(0.05)
+    looks: list[dict[str, Any]] = []
+    now = stack.wait_end(job["id"], timeout=30, every=0.05, watch=looks.append)
+    showing = [look for look in looks if look["progress"] is not None]
+    assert all((j["status"], j["stage"]) == ("running", "synthesizing") for j in showing), showing
+    seen = [look["progress"] for look in showing]
     assert now["status"] == "succeeded" and now["progress"] is None
     assert {p["total"] for p in seen} == {4}
     done = [p["done"] for p in seen]

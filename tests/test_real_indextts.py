@@ -13,9 +13,9 @@ import hashlib
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +23,8 @@ import pytest
 from tests.support.servers import Piece, RedisServer, S3Server, wait_for
 from tests.support.stack import Stack, wav_ok
 
-pytestmark = pytest.mark.integration
+# The first test of the module (on each xdist worker) also waits ~90 s for `real_stack`.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[1]
 IVENV_PYTHON = REPO / ".venv-indextts" / "bin" / "python"
 CODES = 80
@@ -77,7 +78,7 @@ def real_stack(
     voices = tmp / "data" / "voices"
     voices.mkdir(parents=True)
     from common.audio.wav import encode_wav
-    from common.schemas.jobs import JobRequest
+    from common.schemas.job_request import JobRequest
     from gpu_worker.engines.espeak import EspeakEngine
 
     for name, line in (("narrator", "This is the narrator."), ("angry", "Get out of here!")):
@@ -184,13 +185,9 @@ def test_a_long_text_shows_segments_done_while_it_runs(real_stack: Stack) -> Non
     text = "HELLO WORLD, THIS IS A TEST OF THE QUICK BROWN FOX. " * 4
     generation = {"max_text_tokens_per_segment": 20, "interval_silence": 0}
     job = real_stack.submit(text=text, generation=generation)
-    seen = []
-    deadline = time.monotonic() + 180
-    while (now := real_stack.get(job["id"]))["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, real_stack.logs()
-        if now["progress"] is not None:
-            seen.append(now["progress"])
-        time.sleep(0.05)
+    looks: list[dict[str, Any]] = []
+    real_stack.wait_end(job["id"], timeout=180, every=0.05, watch=looks.append)
+    seen = [look["progress"] for look in looks if look["progress"] is not None]
     done, audio = audio_of(real_stack, job)
     segments = samples(audio) // SEGMENT_SAMPLES
     assert samples(audio) == segments * SEGMENT_SAMPLES and segments >= 3

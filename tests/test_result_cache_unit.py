@@ -12,13 +12,9 @@ from common import keys
 from common.jobs.eta import estimate_wait_s, mean_synthesis_s
 from common.jobs.store import JobStore
 from common.resultcache import ResultCache, cache_key, engine_version
-from common.schemas.jobs import (
-    EngineCapabilities,
-    JobRecord,
-    JobRequest,
-    JobStatus,
-    WorkerHeartbeat,
-)
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import JobRecord, JobStatus
+from common.schemas.workers import EngineCapabilities, WorkerHeartbeat
 from common.storage import LocalStorage
 from common.voicestore import VoiceStore
 from common.worker.delivery import UploadPolicy, run_upload

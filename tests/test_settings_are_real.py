@@ -16,7 +16,7 @@ import pytest
 
 from api.app import create_app
 from common.errors import EngineLoadError
-from common.schemas.jobs import JobRequest
+from common.schemas.job_request import JobRequest
 from common.settings import Settings
 from gpu_worker.engines.indextts import IndexTTS2Engine
 from tests.support.servers import REPO

@@ -22,7 +22,7 @@ import pytest
 import soundfile
 
 from common.audio.codec import encode, from_pcm16
-from common.schemas.jobs import JobRequest
+from common.schemas.job_request import JobRequest
 from gpu_worker.engines.espeak import EspeakEngine
 from tests.support.servers import RedisServer, S3Server
 from tests.support.stack import KEYS, Stack

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from common.audio.codec import encode, from_pcm16, pcm16
 from common.audio.deliver import Delivered, deliver
 from common.schemas.dropin import SynthesizeRequest, to_job
-from common.schemas.jobs import AudioFormat, EngineCapabilities, JobRequest, Segment
+from common.schemas.job_request import AudioFormat, JobRequest, Segment
+from common.schemas.workers import EngineCapabilities
 from common.settings import Settings
 from common.worker.delivery import UploadPolicy
 from gpu_worker.engines.base import SynthesisOutput

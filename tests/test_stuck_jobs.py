@@ -98,6 +98,7 @@ def test_redis_killed_just_after_a_claim_the_job_still_ends_once(make_stack: Mak
         assert piece.alive(), stack.logs()
 
 
+@pytest.mark.timeout(300)  # a minute's outage, then a burst of 40 jobs to finish
 def test_redis_killed_for_a_minute_during_a_burst_every_job_ends_once(
     make_stack: MakeStack,
 ) -> None:
@@ -142,8 +143,8 @@ def test_a_queued_job_whose_message_was_lost_is_sent_again_and_runs_once(
 def test_two_workers_on_one_host_have_their_own_node_names(make_stack: MakeStack) -> None:
     stack = make_stack().start()
     stack.add_worker()
+    from common.broker import make_celery
     from common.settings import Settings
-    from gpu_worker.tasks import make_celery
 
     app = make_celery(Settings(redis_url=stack.env["TTS_REDIS_URL"]))
 

@@ -20,7 +20,8 @@ import pytest
 from common import keys
 from common.errors import StorageUnavailable
 from common.jobs.store import JobStore
-from common.schemas.jobs import JobRequest, JobStatus, Stage
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import JobStatus, Stage
 from common.worker.delivery import UploadPolicy, run_upload
 from gpu_worker.synthesis import run_synthesis
 from io_worker.sweeper import Sweeper
@@ -312,7 +313,7 @@ def test_a_slow_sweep_never_lets_the_io_workers_heartbeat_expire(
     from common.broker import make_celery
     from common.settings import Settings
     from common.worker.registry import is_alive
-    from gpu_worker import runtime
+    from io_worker import runtime
     from io_worker.sweeper import Sweeper
 
     url = store.redis.connection_pool.connection_kwargs
@@ -331,7 +332,7 @@ def test_a_slow_sweep_never_lets_the_io_workers_heartbeat_expire(
         return None
 
     monkeypatch.setattr(Sweeper, "sweep", slow_sweep)
-    rt = runtime.start_io(settings, make_celery(settings))
+    rt = runtime.start(settings, make_celery(settings))
     try:
         assert sweeping.wait(5)
         # The sweeper's thread may reach its sweep before the heartbeat's first write lands.

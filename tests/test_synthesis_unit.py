@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from common.errors import EngineInputError, StorageUnavailable, TransientError
 from common.jobs.store import JobStore
-from common.schemas.jobs import EngineCapabilities, JobRequest, JobStatus, Stage
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import JobStatus, Stage
+from common.schemas.workers import EngineCapabilities
 from common.worker.delivery import UploadHere, UploadPolicy, run_upload
 from gpu_worker.engines.base import SynthesisOutput
 from gpu_worker.synthesis import Next, Synthesizer, run_synthesis

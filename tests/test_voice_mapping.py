@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from common.jobs.store import JobStore
-from common.schemas.jobs import JobRequest
+from common.schemas.job_request import JobRequest
 from common.voicestore import VoiceStore
 from gpu_worker.engines.espeak import VOICE_MAPPING, EspeakEngine
 from gpu_worker.uploaded_voices import UploadedVoices, VoiceNotFound, resolve_references

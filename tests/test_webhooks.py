@@ -11,9 +11,11 @@ import pytest
 from common import keys
 from common.jobs.batches import BatchStore
 from common.jobs.store import JobStore, utcnow
-from common.schemas.jobs import AudioInfo, JobRecord, JobRequest
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import AudioInfo, JobRecord
+from common.schemas.webhooks import DeliveryState
 from common.settings import Settings
-from common.webhooks import DeliveryState, deliveries_of, secret_for
+from common.webhooks import deliveries_of, secret_for
 from io_worker.webhooks import Pump, lease_s, run_delivery
 from tests.support.receiver import Receiver
 

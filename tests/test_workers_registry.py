@@ -13,7 +13,8 @@ import redis.asyncio as aioredis
 
 from common import keys
 from common.jobs.store import JobStore
-from common.schemas.jobs import JobRequest, WorkerHeartbeat
+from common.schemas.job_request import JobRequest
+from common.schemas.workers import WorkerHeartbeat
 from common.worker.registry import (
     alive_workers,
     alive_workers_async,

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from common.schemas.jobs import JobRequest, JobResource, JobStatus
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import JobResource, JobStatus
 from ttsq.client import Client, NotFound, ServiceBusy, TtsqClientError, Unreachable
 
 SEGMENT_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")

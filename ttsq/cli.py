@@ -29,7 +29,7 @@ def _require_redis(settings: Settings, piece: str, wait_s: float = 10.0) -> None
     (a supervisor restarts it with back-off). A running piece rides out an outage instead."""
     import redis
 
-    from common.broker import connect_redis
+    from common.redis_client import connect_redis
 
     if not settings.redis_url:
         sys.exit(
@@ -71,16 +71,18 @@ def cmd_api(_: argparse.Namespace) -> int:
 
 
 def _celery_worker(role: str, argv: list[str]) -> int:
-    """Run a Celery worker; exit 1 with the reason if it stopped because it could not work."""
+    """Run the Celery worker of `role` (its package's `tasks.app`: "synth" is `gpu_worker`,
+    "io" is `io_worker`); exit 1 with the reason if it stopped because it could not work."""
+    import importlib
     import tempfile
 
-    from gpu_worker import runtime
+    from common.worker.lifecycle import STOP_REASON_ENV
 
-    os.environ[runtime.ROLE_ENV] = role
     fd, reason_file = tempfile.mkstemp(prefix=f"ttsq-{role}-", suffix=".stop")
     os.close(fd)
-    os.environ[runtime.STOP_REASON_ENV] = reason_file
-    from gpu_worker.tasks import app
+    os.environ[STOP_REASON_ENV] = reason_file
+    package = {"synth": "gpu_worker", "io": "io_worker"}[role]
+    app = importlib.import_module(f"{package}.tasks").app
 
     # A node name per process, so two workers on one host never share one in Flower.
     name = f"{role}-{os.getpid()}@%h"
@@ -141,9 +143,10 @@ def cmd_io(_: argparse.Namespace) -> int:
 
 
 def cmd_flower(_: argparse.Namespace) -> int:
-    from gpu_worker.tasks import app
+    from common.broker import make_celery
 
     settings = _settings()
+    app = make_celery(settings)
     if not is_loopback(settings.flower_host) and not os.environ.get("FLOWER_BASIC_AUTH"):
         sys.exit(
             f"ttsq flower: TTS_FLOWER_HOST={settings.flower_host} listens beyond loopback; "

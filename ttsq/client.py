@@ -23,7 +23,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from common.schemas.batches import BatchRequest, BatchResource
-from common.schemas.jobs import JobList, JobRequest, JobResource, JobStatus
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import JobList, JobResource, JobStatus
 from common.schemas.voices import VoiceList, VoiceResource
 
 DEFAULT_URL = "http://127.0.0.1:8000"

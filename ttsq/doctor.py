@@ -7,7 +7,6 @@ GPU (only where torch is installed), live workers, and the public URL answering 
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -102,20 +101,23 @@ def check_weights(settings: Settings) -> Check:
 
 
 def check_gpu(settings: Settings) -> Check:
-    if importlib.util.find_spec("torch") is None:  # never import torch where it is absent
-        return Check("gpu", None, "torch is not installed here (CPU engine)")
-    import torch
+    from gpu_worker.engines.cuda import torch_installed, visible_gpu
 
-    if not torch.cuda.is_available():
+    if not torch_installed():
+        return Check("gpu", None, "torch is not installed here (CPU engine)")
+    gpu = visible_gpu()
+    if gpu is None:
         needs_gpu = settings.backend.startswith("index_tts2") and settings.indextts_device in (
             None,
             "cuda",
         )
         return Check("gpu", False if needs_gpu else None, "no CUDA device visible to torch")
-    free, total = torch.cuda.mem_get_info()
-    name = torch.cuda.get_device_name(0)
     gib = 1024**3
-    return Check("gpu", True, f"{name}: {free / gib:.1f} GiB free of {total / gib:.1f} GiB")
+    return Check(
+        "gpu",
+        True,
+        f"{gpu.name}: {gpu.free_bytes / gib:.1f} GiB free of {gpu.total_bytes / gib:.1f} GiB",
+    )
 
 
 def check_workers(settings: Settings) -> Check:

@@ -40,7 +40,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from common.audio import codec as audio
 from common.audio import loudness
-from common.schemas.jobs import JobRequest, JobResource
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import JobResource
 from ttsq import dub_jobs, track
 from ttsq.client import Client, NotFound, TtsqClientError
 from ttsq.dub_report import DubReport, LineOutcome

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from common.schemas.batches import MAX_BATCH_ITEMS, BatchItem
-from common.schemas.jobs import JobRequest
+from common.schemas.job_request import JobRequest
 from ttsq.client import Client
 from ttsq.subtitles import Cue, SubtitleError
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from common.schemas.jobs import EMOTIONS
+from common.schemas.job_request import EMOTIONS
 
 EMO_TAG = re.compile(r"\{emo=([A-Za-z]+)(?::([0-9]*\.?[0-9]+))?\}")
 OVERRIDE = re.compile(r"\{[^}]*\}")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Owner, Services, Svc
-from api.routes.jobs import _ERRORS
+from api.errors import ERROR_RESPONSES
 from api.submit import check, publish
 from api.url_guard import IdempotencyKey, check_webhook_url
 from common.errors import TtsqError
@@ -79,7 +79,7 @@ async def _check_items(svc: Svc, owner: str, body: BatchRequest) -> None:
     "/v1/batches",
     status_code=202,
     response_model=BatchResource,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Submit up to 1000 jobs as one batch",
 )
 async def create_batch(
@@ -108,7 +108,7 @@ async def create_batch(
 @router.get(
     "/v1/batches/{batch_id}",
     response_model=BatchResource,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Read a batch: counts by status, every item's ref, status and audio URL",
 )
 async def get_batch(batch_id: BatchIdParam, svc: Svc, owner: Owner) -> BatchResource:
@@ -120,7 +120,7 @@ async def get_batch(batch_id: BatchIdParam, svc: Svc, owner: Owner) -> BatchReso
 @router.post(
     "/v1/batches/{batch_id}/cancel",
     response_model=BatchResource,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Cancel every item of a batch that has not ended",
 )
 async def cancel_batch(batch_id: BatchIdParam, svc: Svc, owner: Owner) -> BatchResource:

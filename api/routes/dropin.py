@@ -56,7 +56,9 @@ from common.schemas.dropin import (
     fingerprint,
     to_job,
 )
-from common.schemas.jobs import AudioInfo, ErrorEnvelope, JobRecord, JobRequest
+from common.schemas.errors import ErrorEnvelope
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import AudioInfo, JobRecord
 from common.schemas.voices import is_uploaded_voice
 from common.storage import CONTENT_TYPES, LocalStorage, audio_key
 

@@ -10,20 +10,14 @@ from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Owner, Svc
+from api.errors import ERROR_RESPONSES
 from api.eta import queued_eta_s
 from api.resources import job_resource
 from api.submit import OUTAGE, accept, wait_for_end
 from api.url_guard import IdempotencyKey
 from common.errors import Conflict
-from common.schemas.jobs import (
-    JOB_ID_PATTERN,
-    ErrorEnvelope,
-    JobList,
-    JobRecord,
-    JobRequest,
-    JobResource,
-    JobStatus,
-)
+from common.schemas.job_request import JOB_ID_PATTERN, JobRequest
+from common.schemas.jobs import JobList, JobRecord, JobResource, JobStatus
 
 router = APIRouter(tags=["jobs"])
 
@@ -31,9 +25,6 @@ _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECA
 #: A listing cursor: the last job's creation score and id, which together never tie.
 CURSOR_PATTERN = r"^\d{1,12}(\.\d{1,12})?_[0-9a-f]{32}$"
 JobIdParam = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="32 lowercase hex characters")]
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorEnvelope} for code in (400, 401, 404, 409, 413, 415, 422, 503)
-}
 
 
 def _prefer_wait(prefer: str | None, limit: float) -> float | None:
@@ -84,7 +75,7 @@ async def _submit(
     "/v1/jobs",
     status_code=202,
     response_model=JobResource,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Submit a synthesis job",
 )
 async def create_job(
@@ -105,7 +96,7 @@ async def create_job(
 
 
 @router.get(
-    "/v1/jobs", response_model=JobList, responses=_ERRORS, summary="List jobs, newest first"
+    "/v1/jobs", response_model=JobList, responses=ERROR_RESPONSES, summary="List jobs, newest first"
 )
 async def list_jobs(
     svc: Svc,
@@ -133,7 +124,7 @@ async def list_jobs(
 
 
 @router.get(
-    "/v1/jobs/{job_id}", response_model=JobResource, responses=_ERRORS, summary="Read a job"
+    "/v1/jobs/{job_id}", response_model=JobResource, responses=ERROR_RESPONSES, summary="Read a job"
 )
 async def get_job(job_id: JobIdParam, svc: Svc, owner: Owner) -> JobResource:
     return await _resource(svc, await svc.store.get_owned_async(job_id, owner))
@@ -142,7 +133,7 @@ async def get_job(job_id: JobIdParam, svc: Svc, owner: Owner) -> JobResource:
 @router.post(
     "/v1/jobs/{job_id}/cancel",
     response_model=JobResource,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Cancel a queued or running job",
 )
 async def cancel_job(job_id: JobIdParam, svc: Svc, owner: Owner) -> JobResource:
@@ -154,7 +145,7 @@ async def cancel_job(job_id: JobIdParam, svc: Svc, owner: Owner) -> JobResource:
     "/v1/jobs/{job_id}/audio",
     status_code=307,
     response_class=RedirectResponse,
-    responses={**_ERRORS, 307: {"description": "Redirect to the audio's (presigned) URL"}},
+    responses={**ERROR_RESPONSES, 307: {"description": "Redirect to the audio's (presigned) URL"}},
     summary="Redirect to the job's audio",
 )
 async def job_audio(job_id: JobIdParam, svc: Svc, owner: Owner) -> RedirectResponse:

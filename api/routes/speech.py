@@ -39,7 +39,9 @@ from api.speech import (
 from api.submit import accept, wait_for_end
 from api.text import check_text
 from common.errors import ApiError, Unprocessable
-from common.schemas.jobs import EngineCapabilities, ErrorEnvelope, JobRecord
+from common.schemas.errors import ErrorEnvelope
+from common.schemas.jobs import JobRecord
+from common.schemas.workers import EngineCapabilities
 
 M = TypeVar("M", SpeechRequest, TtsUrlRequest)
 router = APIRouter(tags=["drop-in (OpenAI speech, index-tts-vllm)"])

@@ -14,7 +14,8 @@ from api.deps import Owner, Svc
 from common.audio.codec import AudioSupport
 from common.audio.codec import support as audio_support
 from common.errors import NotFound, ServiceUnavailable, StorageUnavailable
-from common.schemas.jobs import EngineCapabilities, ErrorEnvelope, WorkerHeartbeat
+from common.schemas.errors import ErrorEnvelope
+from common.schemas.workers import EngineCapabilities, WorkerHeartbeat
 from common.storage import CONTENT_TYPES, LocalStorage
 from common.worker.registry import alive_workers, alive_workers_async
 

@@ -17,7 +17,8 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Owner, Svc
 from common import keys
 from common.jobs.store import utcnow
-from common.schemas.jobs import ErrorEnvelope, JobRecord, JobStatus
+from common.schemas.errors import ErrorEnvelope
+from common.schemas.jobs import JobRecord, JobStatus
 from common.worker.registry import alive_workers, held
 
 router = APIRouter(tags=["usage"])

@@ -17,7 +17,8 @@ from api.deps import Owner, Svc
 from api.errors import describe_errors
 from api.voice_upload import check_voice_audio, delete_voice_and_audio, store_voice
 from common.errors import ApiError, Conflict, NotFound, Unprocessable
-from common.schemas.jobs import VOICE_ID_PATTERN, ErrorEnvelope
+from common.schemas.errors import ErrorEnvelope
+from common.schemas.job_request import VOICE_ID_PATTERN
 from common.schemas.voices import (
     VoiceList,
     VoiceMetadata,

@@ -6,10 +6,12 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Owner, Svc
+from api.errors import ERROR_RESPONSES
 from api.routes.batches import BatchIdParam
-from api.routes.jobs import _ERRORS, JobIdParam
+from api.routes.jobs import JobIdParam
 from common.jobs.batches import BatchStore
-from common.webhooks import DeliveryList, WebhookSecret, deliveries_of, secret_for
+from common.schemas.webhooks import DeliveryList, WebhookSecret
+from common.webhooks import deliveries_of, secret_for
 
 router = APIRouter(tags=["webhooks"])
 
@@ -17,7 +19,7 @@ router = APIRouter(tags=["webhooks"])
 @router.get(
     "/v1/webhook-secret",
     response_model=WebhookSecret,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="The secret that signs this API key's webhooks (Standard Webhooks, whsec_…)",
 )
 async def webhook_secret(svc: Svc, owner: Owner) -> WebhookSecret:
@@ -28,7 +30,7 @@ async def webhook_secret(svc: Svc, owner: Owner) -> WebhookSecret:
 @router.get(
     "/v1/jobs/{job_id}/deliveries",
     response_model=DeliveryList,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Every webhook delivery of a job, with each attempt",
 )
 async def job_deliveries(job_id: JobIdParam, svc: Svc, owner: Owner) -> DeliveryList:
@@ -39,7 +41,7 @@ async def job_deliveries(job_id: JobIdParam, svc: Svc, owner: Owner) -> Delivery
 @router.get(
     "/v1/batches/{batch_id}/deliveries",
     response_model=DeliveryList,
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
     summary="Every webhook delivery of a batch (`batch.completed`), with each attempt",
 )
 async def batch_deliveries(batch_id: BatchIdParam, svc: Svc, owner: Owner) -> DeliveryList:

@@ -134,7 +134,7 @@ _RANGED = (
 
 def support(max_stretch: float) -> AudioSupport:
     """`max_stretch`: the deployment's default (TTS_MAX_STRETCH)."""
-    from common.schemas.jobs import AUDIO_FORMATS, MP3_RATES, OPUS_RATES, JobRequest
+    from common.schemas.job_request import AUDIO_FORMATS, MP3_RATES, OPUS_RATES, JobRequest
 
     props = JobRequest.model_json_schema()["properties"]
     ranges = {}

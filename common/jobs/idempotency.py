@@ -19,7 +19,8 @@ from common.errors import Unprocessable
 from common.jobs.batches import BatchStore
 from common.jobs.store import JobStore, Message
 from common.schemas.batches import BatchRecord, BatchRequest
-from common.schemas.jobs import JobRecord, JobRequest
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import JobRecord
 
 #: How long a key is remembered.
 TTL_S = 24 * 3600

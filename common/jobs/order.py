@@ -9,15 +9,8 @@ job index `keys.QUEUED` is scored so that a job's rank, its `queue_position`, is
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from common.broker import publish_synthesis, synthesis_message
-from common.schemas.jobs import JobRecord, JobRequest, Priority
-
-if TYPE_CHECKING:  # the job store scores its queue with `queued_score`
-    from celery import Celery
-
-    from common.jobs.store import JobStore
+from common.schemas.job_request import JobRequest, Priority
+from common.schemas.jobs import JobRecord
 
 #: kombu's Redis transport serves the lowest step first; steps are `keys.BROKER_PRIORITY_STEPS`.
 BROKER_STEP: dict[Priority, int] = {"interactive": 0, "batch": 6}
@@ -35,20 +28,3 @@ def queued_score(job: JobRecord) -> float:
     """The job's score in `keys.QUEUED`: its rank among queued jobs is the start order."""
     offset = BATCH_SCORE_OFFSET if priority_of(job.request) == "batch" else 0.0
     return job.created_at.timestamp() + offset
-
-
-def publish_job(app: Celery, job: JobRecord) -> None:
-    """Send the job's synthesis message at its priority."""
-    publish_synthesis(app, job.id, priority=BROKER_STEP[priority_of(job.request)])
-
-
-def job_message(app: Celery, job: JobRecord) -> tuple[str, bytes]:
-    """The job's synthesis message at its priority, for `JobStore.create(message=...)`."""
-    return synthesis_message(app, job.id, BROKER_STEP[priority_of(job.request)])
-
-
-def publish_job_id(app: Celery, store: JobStore, job_id: str) -> None:
-    """`publish_job` for a caller holding only the id (the sweeper, a lost upload)."""
-    job = store.get(job_id)
-    step = BROKER_STEP[priority_of(job.request)] if job is not None else 0
-    publish_synthesis(app, job_id, priority=step)

@@ -29,15 +29,8 @@ from common.errors import Conflict, NotFound
 from common.jobs.eta import mean_of, note_synthesis_time, recent_synthesis_s
 from common.jobs.order import queued_score
 from common.paging import Cursor, newest_first
-from common.schemas.jobs import (
-    AudioInfo,
-    ErrorInfo,
-    JobRecord,
-    JobRequest,
-    JobStatus,
-    Progress,
-    Stage,
-)
+from common.schemas.job_request import JobRequest
+from common.schemas.jobs import AudioInfo, ErrorInfo, JobRecord, JobStatus, Progress, Stage
 from common.webhooks import END_EVENTS, emit_job_event
 
 Clock = Callable[[], datetime]

@@ -7,15 +7,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from common.schemas.jobs import (
+from common.schemas.job_request import (
     HttpUrlText,
     JobEventName,
     JobRequest,
-    JobStatus,
     MetadataKey,
     MetadataValue,
     Strict,
 )
+from common.schemas.jobs import JobStatus
 
 #: Items one batch may hold.
 MAX_BATCH_ITEMS = 1000

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from common.schemas.jobs import (
+from common.schemas.job_request import (
     LANGUAGES,
     VOICE_ID_PATTERN,
     Factor,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from common.schemas.jobs import MetadataKey, MetadataValue
+from common.schemas.job_request import MetadataKey, MetadataValue
 
 #: An uploaded voice's id: `v_` and 32 hex digits. It matches `VOICE_ID_PATTERN`, so a job
 #: names it as `voice` (or `emotion.audio`) like any other voice.

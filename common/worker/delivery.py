@@ -16,11 +16,11 @@ from common.audio.deliver import deliver
 from common.errors import PermanentError, StorageUnavailable
 from common.jobs.store import JobStore
 from common.resultcache import ResultCache
+from common.retry import Retry
 from common.schemas.jobs import AudioInfo, JobRecord, JobStatus, Stage
 from common.settings import Settings
 from common.storage import Storage, audio_key
 from common.worker.joblog import job_log
-from gpu_worker.synthesis import backoff
 
 
 @dataclass
@@ -43,6 +43,10 @@ class UploadPolicy:
     max_stretch: float = 1.5
     strict_duration: bool = False
     max_strict_stretch: float = 2.5
+
+    @property
+    def retry(self) -> Retry:
+        return Retry(base_s=self.backoff_s, cap_s=self.backoff_max_s, attempts=self.max_attempts)
 
     @classmethod
     def of(cls, settings: Settings) -> UploadPolicy:
@@ -121,7 +125,7 @@ def store_audio(
     try:
         storage.put(key, out.data, out.content_type)
     except StorageUnavailable as exc:
-        if attempt + 1 >= policy.max_attempts:
+        if policy.retry.exhausted(attempt + 1):
             log.error("failed: %s, %s attempts", exc.message, attempt + 1)
             store.fail(
                 job_id,
@@ -129,7 +133,7 @@ def store_audio(
                 f"storage did not accept the audio after {attempt + 1} attempts",
             )
             return UploadOutcome()
-        delay = backoff(attempt + 1, policy.backoff_s, policy.backoff_max_s)
+        delay = policy.retry.delay(attempt + 1)
         log.warning("%s; upload attempt %s, retry in %.1fs", exc.message, attempt + 1, delay)
         store.touch_upload(job_id, delay + policy.lease_s)  # the wait is not a stall
         return UploadOutcome(retry_in=delay)

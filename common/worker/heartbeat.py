@@ -15,7 +15,7 @@ from typing import Any
 import redis
 from kombu.exceptions import OperationalError
 
-from common.schemas.jobs import WorkerHeartbeat
+from common.schemas.workers import WorkerHeartbeat
 from common.worker.registry import remove_heartbeat, write_heartbeat
 
 log = logging.getLogger(__name__)

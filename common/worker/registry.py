@@ -19,7 +19,7 @@ import redis
 import redis.asyncio as aioredis
 
 from common import keys
-from common.schemas.jobs import WorkerHeartbeat
+from common.schemas.workers import WorkerHeartbeat
 
 
 def new_instance_name(kind: str) -> str:

@@ -22,7 +22,7 @@ def main(piece: str) -> int:
         user, _, password = os.environ.get("FLOWER_BASIC_AUTH", "").partition(":")
         resp = httpx.get(f"http://127.0.0.1:{port}/", auth=(user, password), timeout=5)
         return 0 if resp.is_success else 1
-    from common.broker import connect_redis
+    from common.redis_client import connect_redis
     from common.settings import Settings
     from common.worker.registry import alive_workers
 

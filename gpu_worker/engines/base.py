@@ -15,7 +15,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from common.schemas.jobs import EngineCapabilities, JobRequest
+from common.schemas.job_request import JobRequest
+from common.schemas.workers import EngineCapabilities
 
 #: Told (segments done, segments in all) as an engine works through a request.
 ProgressListener = Callable[[int, int], None]

@@ -13,7 +13,8 @@ import re
 import threading
 
 from common.errors import EngineInputError, EngineLoadError
-from common.schemas.jobs import EngineCapabilities, JobRequest
+from common.schemas.job_request import JobRequest
+from common.schemas.workers import EngineCapabilities
 from common.settings import Settings
 from gpu_worker.engines.base import SynthesisOutput
 

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from common.errors import EngineInputError, EngineLoadError, TransientError
-from common.schemas.jobs import EngineCapabilities, JobRequest
+from common.schemas.job_request import JobRequest
+from common.schemas.workers import EngineCapabilities
 from common.settings import Settings
 from gpu_worker.engines import indextts_layout as layouts
 from gpu_worker.engines.base import SynthesisOutput, report_progress

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from common.errors import EngineInputError, TransientError
-from common.schemas.jobs import EngineCapabilities, JobRequest
+from common.schemas.job_request import JobRequest
+from common.schemas.workers import EngineCapabilities
 from common.settings import Settings
 from gpu_worker.engines.base import SynthesisOutput
 from gpu_worker.engines.espeak import EspeakEngine
@@ -51,7 +52,7 @@ class ScriptedEngine(EspeakEngine):
             calls = len(path.read_text().splitlines())
         script = request.metadata.get("script", "")
         if script.startswith("sleep:") or (script.startswith("sleep_once:") and calls <= 1):
-            time.sleep(float(script.split(":", 1)[1]))
+            time.sleep(float(script.split(":", 1)[1]))  # the GPU's time on the job
         elif script.startswith("hold:"):
             release = self.ledger / script.split(":", 1)[1]
             deadline = time.monotonic() + 60

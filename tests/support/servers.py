@@ -68,7 +68,7 @@ class RedisServer:
 
     def restart(self, down_s: float = 0.0) -> None:
         self.stop()
-        time.sleep(down_s)
+        time.sleep(down_s)  # the outage the test asked for: a duration
         self.start()
 
 

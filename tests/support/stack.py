@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,14 +139,25 @@ class Stack:
         return dict(r.json())
 
     def wait_end(
-        self, job_id: str, timeout: float = 30, owner: str = "alice", every: float = 0.1
+        self,
+        job_id: str,
+        timeout: float = 30,
+        owner: str = "alice",
+        every: float = 0.1,
+        watch: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
+        """The job once it has ended; `watch` sees each look at it before then."""
+
         def ended() -> dict[str, Any] | None:
             try:
                 job = self.get(job_id, owner)
             except httpx.HTTPError:
                 return None
-            return job if job["status"] in TERMINAL else None
+            if job["status"] in TERMINAL:
+                return job
+            if watch is not None:
+                watch(job)
+            return None
 
         try:
             return dict(wait_for(ended, timeout, f"job {job_id} to end", every=every))

@@ -10,7 +10,7 @@ import os
 import time
 
 from common.errors import EngineInputError
-from common.schemas.jobs import JobRequest
+from common.schemas.job_request import JobRequest
 from gpu_worker.engines.base import SynthesisOutput
 from tests.support.engines import ScriptedEngine
 
@@ -21,7 +21,7 @@ class TextScriptedEngine(ScriptedEngine):
     name = "text-scripted-espeak"
 
     def _synthesize(self, request: JobRequest) -> SynthesisOutput:
-        time.sleep(float(os.environ.get("TTS_TEST_ENGINE_DELAY_S", "0")))
+        time.sleep(float(os.environ.get("TTS_TEST_ENGINE_DELAY_S", "0")))  # the GPU's time
         if REJECT_MARK in request.text:
             raise EngineInputError("the engine refuses this text (scripted)")
         return super()._synthesize(request)

@@ -61,7 +61,7 @@ class FakeModelBase:
                 category=RuntimeWarning,
                 stacklevel=2,
             )
-        from common.schemas.jobs import JobRequest
+        from common.schemas.job_request import JobRequest
         from gpu_worker.engines.espeak import EspeakEngine
 
         out = EspeakEngine().synthesize(JobRequest(text=text))
