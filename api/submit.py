@@ -111,7 +111,7 @@ def _accept(
     idempotency_key: str | None,
 ) -> tuple[JobRecord, bool]:
     _check(svc, owner, body)
-    # A new job is stored with its message, one transaction (`JobStore._add`); with the cache
+    # A new job is stored with its message, one transaction (`JobStore.add_job`); with the cache
     # on, one read first, and a hit is stored unpublished and ended with a copy of the earlier
     # audio by `_publish`, which sends nothing.
     key = key_for(svc, owner, body)

@@ -42,7 +42,7 @@ class BatchStore:
         """Queue the batch's writes on `pipe` (inside MULTI): its record and every job."""
         batch_id = new_job_id()
         jobs = [
-            self.store._add(owner, request, pipe, batch_id=batch_id, ref=item.ref)
+            self.store.add_job(owner, request, pipe, batch_id=batch_id, ref=item.ref)
             for item, request in zip(body.items, body.item_requests(), strict=True)
         ]
         batch = BatchRecord(
@@ -119,7 +119,7 @@ class BatchStore:
                 return
             now = self.store.clock()
             batch.completed_at = now
-            pipe.set(key, batch.model_dump_json(), ex=self.store._ttl_s)
+            pipe.set(key, batch.model_dump_json(), ex=self.store.ttl_s)
             if batch.webhook_url and "batch.completed" in batch.webhook_events:
                 emit(
                     pipe,
@@ -129,7 +129,7 @@ class BatchStore:
                     url=batch.webhook_url,
                     data=completed_data(batch, jobs),
                     now=now,
-                    ttl_s=self.store._ttl_s,
+                    ttl_s=self.store.ttl_s,
                 )
             done.append(True)
 

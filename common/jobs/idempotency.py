@@ -86,10 +86,10 @@ def create_job_once(
     cache_key: str | None = None,
 ) -> tuple[JobRecord, bool]:
     """The job this key made for this body, or a new one. Returns it and whether it is new.
-    `message` and `cache_key` are for a new one (`JobStore._add`)."""
+    `message` and `cache_key` are for a new one (`JobStore.add_job`)."""
 
     def add(pipe: Pipeline) -> tuple[str, JobRecord]:
-        job = store._add(owner, request, pipe, message=message, cache_key=cache_key)
+        job = store.add_job(owner, request, pipe, message=message, cache_key=cache_key)
         return job.id, job
 
     return _once(store, owner, idem_key, "job", request, store.get, add)
