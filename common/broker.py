@@ -89,6 +89,7 @@ def make_celery(settings: Settings, main: str = "ttsq") -> Celery:
             keys.TASK_SYNTHESIZE: {"queue": keys.SYNTH_QUEUE},
             keys.TASK_UPLOAD: {"queue": keys.IO_QUEUE},
             keys.TASK_DELIVER_WEBHOOK: {"queue": keys.WEBHOOK_QUEUE},
+            keys.TASK_MERGE_TRACKS: {"queue": keys.IO_QUEUE},
         },
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
@@ -177,6 +178,11 @@ def task_message(
     }
     lists = dict(zip(keys.BROKER_PRIORITY_STEPS, keys.broker_queue_lists(queue), strict=True))
     return lists[priority], json.dumps(message).encode()
+
+
+def publish_merge(app: Celery, job_id: str) -> None:
+    """Ask the I/O worker to join the track `job_id` (`keys.track_merge`)."""
+    app.send_task(keys.TASK_MERGE_TRACKS, args=[job_id], queue=keys.IO_QUEUE)
 
 
 def publish_upload(app: Celery, job_id: str, countdown: float | None = None) -> None:

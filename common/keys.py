@@ -17,6 +17,7 @@ WEBHOOK_QUEUE = "ttsq.webhooks"
 TASK_SYNTHESIZE = "ttsq.synthesize"
 TASK_UPLOAD = "ttsq.upload"
 TASK_DELIVER_WEBHOOK = "ttsq.deliver_webhook"
+TASK_MERGE_TRACKS = "ttsq.merge_tracks"
 
 
 def job(job_id: str) -> str:
@@ -27,6 +28,11 @@ def job(job_id: str) -> str:
 def job_audio_handoff(job_id: str) -> str:
     """WAV bytes synthesised but not yet in storage (the GPU's hand-off to the I/O worker)."""
     return f"{PREFIX}:job:{job_id}:handoff"
+
+
+def track_merge(job_id: str) -> str:
+    """What the I/O worker joins into the track `job_id` (a JSON `TrackMerge`), until it has."""
+    return f"{PREFIX}:merge:{job_id}"
 
 
 def request_job(owner: str, request_key: str) -> str:

@@ -19,6 +19,7 @@ from common.settings import Settings
 from common.worker.delivery import UploadPolicy, run_upload
 from common.worker.lifecycle import REDIS_DOWN, TASK_REDIS_RETRY
 from io_worker import runtime
+from io_worker.merge import run_merge
 from io_worker.webhooks import run_delivery
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,12 @@ def upload(self: Task, job_id: str) -> None:
 def deliver_webhook(self: Task, delivery_id: str) -> None:
     rt = _runtime()
     run_delivery(delivery_id, client=rt.parts.redis, settings=rt.settings, storage=rt.parts.storage)
+
+
+@app.task(name=keys.TASK_MERGE_TRACKS, bind=True, **TASK_REDIS_RETRY.celery_options(REDIS_DOWN))
+def merge_tracks(self: Task, job_id: str) -> None:
+    rt = _runtime()
+    run_merge(job_id, client=rt.parts.redis, store=rt.parts.store, storage=rt.parts.storage)
 
 
 @worker_ready.connect

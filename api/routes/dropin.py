@@ -21,11 +21,10 @@ answers its waiting requests at once with 503 and `Retry-After`, and the retry j
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import time
 from typing import Annotated
 from urllib.parse import urlsplit
 
-import numpy as np
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -42,8 +41,9 @@ from api.held import (
 )
 from api.submit import accept, wait_for_end
 from api.url_guard import check_client_url
-from common.audio import codec as audio
-from common.errors import Unprocessable
+from common import keys
+from common.broker import publish_merge
+from common.errors import ServiceUnavailable, Unprocessable
 from common.jobs.store import new_job_id
 from common.schemas.dropin import (
     BatchRequest,
@@ -53,14 +53,15 @@ from common.schemas.dropin import (
     Speakers,
     SynthesizeRequest,
     SynthesizeResponse,
+    TrackMerge,
     fingerprint,
     to_job,
 )
 from common.schemas.errors import ErrorEnvelope
 from common.schemas.job_request import JobRequest
-from common.schemas.jobs import AudioInfo, JobRecord
+from common.schemas.jobs import JobRecord
 from common.schemas.voices import is_uploaded_voice
-from common.storage import CONTENT_TYPES, LocalStorage, audio_key
+from common.storage import CONTENT_TYPES, LocalStorage
 
 router = APIRouter(tags=["drop-in (the original service's contract)"])
 
@@ -177,7 +178,7 @@ async def synthesize_batch(request: Request, svc: Svc, owner: Owner) -> BatchRes
         )
         for i, job in enumerate(done)
     ]
-    merged = await run_in_threadpool(_merge, svc, owner, done) if batch.merge else None
+    merged = await _merged(svc, owner, done) if batch.merge else None
     return BatchResponse(
         audio_url=_audio_url(svc, merged) if merged else None,
         duration_ms=sum(s.duration_ms for s in segments),
@@ -185,32 +186,28 @@ async def synthesize_batch(request: Request, svc: Svc, owner: Owner) -> BatchRes
     )
 
 
-def _merge(svc: Svc, owner: str, jobs: list[JobRecord]) -> JobRecord:
-    """Join the segments' audio end to end into one stored track, itself a (finished) job."""
-    tracks = [audio.decode(svc.storage.get(job.audio.key)) for job in jobs if job.audio]
-    rate = tracks[0][1]
-    joined = np.concatenate([audio.to_mono(samples) for samples, _ in tracks])
-    first = jobs[0].audio
-    assert first is not None
-    data = audio.encode(joined, rate, first.format)
+async def _merged(svc: Svc, owner: str, jobs: list[JobRecord]) -> JobRecord:
+    """The segments joined into one track by the I/O worker (`io_worker/merge.py`), waited
+    for as a job's end is; 503 if it is not made in time (a retry joins the same segments)."""
     job_id = new_job_id()
-    key = audio_key(job_id, first.format)
-    svc.storage.put(key, data, CONTENT_TYPES[first.format])
-    info = AudioInfo(
-        key=key,
-        format=first.format,
-        sample_rate=rate,
-        duration_s=round(audio.duration_s(joined, rate), 4),
-        size_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
+    asked = TrackMerge(owner=owner, job_ids=[job.id for job in jobs])
+    ttl_s = int(svc.settings.synthesize_wait_s) + 60
+    await svc.store.aio().set(keys.track_merge(job_id), asked.model_dump_json(), ex=ttl_s)
+    deadline = time.monotonic() + svc.settings.synthesize_wait_s
+    with svc.ends.watch(job_id) as ended:
+        await run_in_threadpool(publish_merge, svc.celery, job_id)
+        while not svc.ends.stopping:
+            merged = await svc.store.aio().get(keys.job(job_id))
+            if merged:
+                return JobRecord.model_validate_json(merged)
+            try:
+                await asyncio.wait_for(ended.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                break
+            ended.clear()
+    raise ServiceUnavailable(
+        "the merged track is not ready yet (the I/O worker joins it); retry", retry_after_s=1
     )
-    texts = " ".join(job.request.text for job in jobs)
-    merged = JobRequest(
-        text=texts[:2000],
-        format=first.format,
-        metadata={"route": "synthesize/batch", "merged_jobs": ",".join(j.id for j in jobs)[:512]},
-    )
-    return svc.store.add_finished(job_id, owner, merged, info)
 
 
 @router.get(

@@ -86,8 +86,9 @@ class Creation(StoreBase):
     def add_finished(
         self, job_id: str, owner: str, request: JobRequest, audio: AudioInfo
     ) -> JobRecord:
-        """Record audio the API made itself (a drop-in batch's merged track, stored at
-        `audio.key`) as a succeeded job: listed, read and expired like any other."""
+        """Record audio made outside the engine (a drop-in batch's merged track, stored at
+        `audio.key`) as a succeeded job: listed, read and expired like any other, and
+        announced on `keys.JOB_ENDED_CHANNEL` like any job's end, for the request waiting."""
         now = self.clock()
         job = JobRecord(id=job_id, owner=owner, request=request, created_at=now)
         job.status, job.started_at, job.finished_at = JobStatus.succeeded, now, now
@@ -96,6 +97,7 @@ class Creation(StoreBase):
         pipe.set(keys.job(job.id), job.model_dump_json())
         pipe.zadd(keys.owner_jobs(owner), {job.id: score(now)})
         pipe.zadd(keys.EXPIRY, {job.id: score(job.expires_at)})
+        pipe.publish(keys.JOB_ENDED_CHANNEL, job.model_dump_json())
         pipe.execute()
         return job
 

@@ -100,6 +100,14 @@ class BatchResponse(BaseModel):
     segments: list[BatchSegment]
 
 
+class TrackMerge(BaseModel):
+    """What the API asks the I/O worker to join, end to end, into one stored track: the
+    succeeded jobs of a `/synthesize/batch` with `merge` (`io_worker/merge.py`)."""
+
+    owner: str
+    job_ids: list[str]
+
+
 class Speaker(BaseModel):
     id: str
     name: str
