@@ -49,6 +49,19 @@ def envelope(
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
+def error_response(exc: TtsqError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The envelope of one of our errors, with the headers its status calls for (a 401's
+    `WWW-Authenticate`, `Retry-After` where the error names one) beside `headers`."""
+    out = dict(headers or {})
+    if exc.http_status == 401:
+        out["WWW-Authenticate"] = "Bearer"
+    if exc.retry_after_s is not None:
+        out["Retry-After"] = str(exc.retry_after_s)
+    if exc.http_status >= 500:
+        log.warning("%s: %s", exc.code, exc.message)
+    return envelope(exc.http_status, exc.code, exc.message, out or None)
+
+
 def _field(loc: tuple[int | str, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -77,12 +90,7 @@ def describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(TtsqError)
     async def _ttsq(_: Request, exc: TtsqError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-        if exc.retry_after_s is not None:
-            headers = {"Retry-After": str(exc.retry_after_s)}
-        if exc.http_status >= 500:
-            log.warning("%s: %s", exc.code, exc.message)
-        return envelope(exc.http_status, exc.code, exc.message, headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -29,16 +29,6 @@ WARNINGS_HEADER = "X-TTS-Warnings"
 #: Printable ASCII but `%`, which starts an escape: what a header value carries as it is.
 _HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
-#: A job that failed for one of these will fail again: the answer is 422, not 500.
-PERMANENT = {
-    "engine_rejected_input",
-    "unsupported_by_engine",
-    "fetch_failed",
-    "not_audio",
-    "postprocess_failed",
-    "voice_not_found",
-}
-
 
 class BadRequest(ApiError):
     code = "invalid_request"
@@ -120,5 +110,7 @@ def succeeded(job: JobRecord, svc: Services, where: str = "") -> JobRecord:
     code = error.code if error else str(job.status)
     message = f"{where}job {job.id} {job.status}: {error.message if error else 'no audio'}"
     failed = JobFailed(message, code=code)
-    failed.http_status = 422 if code in PERMANENT else 500
+    # The job's own error says whether the same request may succeed later (a 500, which
+    # the client's retry loop tries again) or never will (a 422, which it does not).
+    failed.http_status = 422 if error is not None and error.retryable is False else 500
     raise failed

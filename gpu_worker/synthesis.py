@@ -221,7 +221,7 @@ class Synthesizer:
         log = job_log(__name__, job.id)
         if isinstance(exc, PermanentError):
             log.warning("failed: %s (%s)", exc.message, exc.code)
-            self.store.fail(job.id, exc.code, exc.message)
+            self.store.fail(job.id, exc.code, exc.message, retryable=exc.retryable)
             return SynthesisOutcome(Next.done)
         if isinstance(exc, TransientError):
             code, message = exc.code, exc.message
@@ -232,7 +232,9 @@ class Synthesizer:
             code, message = "engine_error", "the speech engine failed on this job"
         if job.attempts >= self.max_attempts:
             log.error("failed after %s attempts: %s", job.attempts, message)
-            self.store.fail(job.id, code, f"{message} (after {job.attempts} attempts)")
+            self.store.fail(
+                job.id, code, f"{message} (after {job.attempts} attempts)", retryable=True
+            )
             return SynthesisOutcome(Next.done)
         delay = Retry(base_s=self.retry_base_s, cap_s=30.0).delay(job.attempts)
         if not self.store.requeue(job.id, only_from=self.instance, delay_s=delay):

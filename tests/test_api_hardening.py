@@ -227,8 +227,8 @@ def test_a_cursor_that_is_not_one_is_a_422_naming_it(api: Api) -> None:
 
 def test_the_status_filter_returns_the_matching_jobs(api: Api) -> None:
     ids = [api.submit(text=f"line {i}").json()["id"] for i in range(4)]
-    api.services.store.fail(ids[1], "engine_rejected_input", "no")
-    api.services.store.fail(ids[3], "engine_rejected_input", "no")
+    api.services.store.fail(ids[1], "engine_rejected_input", "no", retryable=False)
+    api.services.store.fail(ids[3], "engine_rejected_input", "no", retryable=False)
     h = api.headers()
     failed = api.http.get("/v1/jobs", params={"status": "failed"}, headers=h).json()["data"]
     assert [j["id"] for j in failed] == [ids[3], ids[1]]

@@ -114,7 +114,7 @@ def run_logging(redis_server: RedisServer, log_format: str | None) -> tuple[str,
         "configure()\n"
         "store = JobStore(redis.Redis.from_url(sys.argv[1]), job_ttl_s=60)\n"
         "job = store.create('alice', JobRequest(text='hello'))\n"
-        "store.fail(job.id, 'scripted', 'a scripted failure')\n"
+        "store.fail(job.id, 'scripted', 'a scripted failure', retryable=False)\n"
         "print(job.id)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "TTS_LOG_FORMAT"}

@@ -218,7 +218,7 @@ def test_job_events_follow_the_status_and_only_those_asked_for(
     jobs.claim(job.id, "w1", is_alive=lambda _: False, max_attempts=3)
     jobs.requeue(job.id)
     jobs.claim(job.id, "w2", is_alive=lambda _: False, max_attempts=3)  # started once only
-    jobs.fail(job.id, "engine_rejected_input", "no")
+    jobs.fail(job.id, "engine_rejected_input", "no", retryable=False)
     assert [d.event for d in deliveries_of(jobs.redis, job.id)] == ["job.started", "job.failed"]
     assert deliveries_of(jobs.redis, job.id)[1].data["error"]["code"] == "engine_rejected_input"
 

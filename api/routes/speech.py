@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Owner, Svc, caller_label
-from api.errors import describe_errors, envelope
+from api.errors import describe_errors, error_response
 from api.held import (
     BadRequest,
     engine_warnings,
@@ -91,9 +91,7 @@ async def _answer(svc: Svc, owner: str, route: str, request: Request, mapped: Ma
     try:
         job = succeeded(job, svc)
     except ApiError as exc:  # answered here, to keep the job's id and warnings in the headers
-        if exc.retry_after_s is not None:
-            headers["Retry-After"] = str(exc.retry_after_s)
-        return envelope(exc.http_status, exc.code, exc.message, headers)
+        return error_response(exc, headers)
     assert job.audio is not None
     data = await run_in_threadpool(svc.storage.get, job.audio.key)
     return Response(data, media_type=media_type(job.audio.format), headers=headers)

@@ -95,6 +95,7 @@ class Transitions(StoreBase):
                     code="attempts_exhausted",
                     message=f"synthesis was started {job.attempts} times and never finished "
                     "(worker crash, restart or repeated engine error); giving up",
+                    retryable=True,
                 )
                 self.end(job, pipe, JobStatus.failed, now)
                 return ClaimResult.exhausted
@@ -224,11 +225,13 @@ class Transitions(StoreBase):
         ok, job = self.change(job_id, change)
         return job if ok else None
 
-    def fail(self, job_id: str, code: str, message: str) -> bool:
+    def fail(self, job_id: str, code: str, message: str, *, retryable: bool) -> bool:
+        """End the job as failed; `retryable`: whether sending it again may succeed."""
+
         def change(job: JobRecord, pipe: Pipeline) -> bool:
             if job.status.terminal:
                 return False
-            job.error = ErrorInfo(code=code, message=message)
+            job.error = ErrorInfo(code=code, message=message, retryable=retryable)
             self.end(job, pipe, JobStatus.failed, self.clock())
             return True
 

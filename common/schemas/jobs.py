@@ -73,6 +73,11 @@ class Progress(BaseModel):
 class ErrorInfo(BaseModel):
     code: str
     message: str
+    #: Whether the same request may succeed later (the server gave up on a transient fault:
+    #: storage down past the retries, an engine that kept failing) or never will (the input
+    #: is wrong). Set from the error's class (`TtsqError.retryable`) when the job fails; None
+    #: on a job failed by a version before it, read as retryable.
+    retryable: bool | None = None
 
 
 class JobRecord(BaseModel):

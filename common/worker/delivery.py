@@ -119,7 +119,12 @@ def store_audio(
         )
     except PermanentError as exc:
         log.error("failed: post-processing: %s", exc.message)
-        store.fail(job_id, "postprocess_failed", f"the audio could not be delivered: {exc.message}")
+        store.fail(
+            job_id,
+            "postprocess_failed",
+            f"the audio could not be delivered: {exc.message}",
+            retryable=exc.retryable,
+        )
         return UploadOutcome()
     key = audio_key(job_id, out.format)
     try:
@@ -131,6 +136,7 @@ def store_audio(
                 job_id,
                 "storage_unavailable",
                 f"storage did not accept the audio after {attempt + 1} attempts",
+                retryable=True,
             )
             return UploadOutcome()
         delay = policy.retry.delay(attempt + 1)
