@@ -31,7 +31,7 @@ async def cached_async(svc: Services, key: str | None) -> bool:
     return key is not None and bool(await svc.aredis.exists(keys.result(key)))
 
 
-def serve_from_cache(svc: Services, job: JobRecord) -> JobRecord | None:
+def answer_from_cache(svc: Services, job: JobRecord) -> JobRecord | None:
     """The job ended with a copy of an identical earlier job's audio, or None: then it is to be
     synthesised, and carries its key so that its own audio answers the next one."""
     key = key_for(svc, job.owner, job.request)

@@ -19,7 +19,7 @@ from kombu.exceptions import KombuError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Services
-from api.reuse import cached, cached_async, key_for, serve_from_cache
+from api.reuse import answer_from_cache, cached, cached_async, key_for
 from api.text import check_text
 from api.url_guard import check_webhook_url
 from api.voice_upload import check_voices
@@ -142,7 +142,7 @@ def _publish(svc: Services, job: JobRecord) -> JobRecord:
     (`UNPUBLISHED`), which the sweeper publishes: the job is accepted either way, so the
     client gets its answer."""
     try:
-        cached = serve_from_cache(svc, job)
+        cached = answer_from_cache(svc, job)
         if cached is not None:
             return cached
         publish_job(svc.celery, job)

@@ -8,17 +8,16 @@ heartbeats; the estimate is GPU seconds × TTS_GPU_PRICE_PER_HOUR, engine time o
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Owner, Svc
-from common import keys
 from common.jobs.store import utcnow
 from common.schemas.errors import ErrorEnvelope
-from common.schemas.jobs import JobRecord, JobStatus
+from common.schemas.jobs import JobStatus
 from common.worker.registry import alive_workers, held
 
 router = APIRouter(tags=["usage"])
@@ -46,12 +45,7 @@ class Usage(BaseModel):
 
 def _usage(svc: Svc, owner: str, since: datetime, until: datetime) -> Usage:
     client = svc.store.redis
-    ids = cast(
-        list[bytes],
-        client.zrangebyscore(keys.owner_jobs(owner), since.timestamp(), until.timestamp()),
-    )
-    raws = cast(list[bytes | None], client.mget([keys.job(i.decode()) for i in ids])) if ids else []
-    jobs = [JobRecord.model_validate_json(raw) for raw in raws if raw]
+    jobs = svc.store.created_between(owner, since, until)
     gpu = sum(j.metrics.gpu_s or 0.0 for j in jobs)
     price = svc.settings.gpu_price_per_hour
     now = utcnow()

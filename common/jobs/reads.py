@@ -3,6 +3,7 @@ owner's jobs newest first, a page at a time. The API's hot reads run on the even
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import cast
 
 from common import keys
@@ -18,6 +19,17 @@ class Reads(StoreBase):
     async def get_owned_async(self, job_id: str, owner: str) -> JobRecord:
         raw = await self.aio().get(keys.job(job_id))
         return owned(JobRecord.model_validate_json(raw) if raw else None, job_id, owner)
+
+    def created_between(self, owner: str, since: datetime, until: datetime) -> list[JobRecord]:
+        """The owner's jobs created in [since, until], oldest first, in two round trips."""
+        ids = cast(
+            list[bytes],
+            self.redis.zrangebyscore(keys.owner_jobs(owner), since.timestamp(), until.timestamp()),
+        )
+        if not ids:
+            return []
+        raws = cast(list[bytes | None], self.redis.mget([keys.job(i.decode()) for i in ids]))
+        return [JobRecord.model_validate_json(raw) for raw in raws if raw]
 
     def queue_position(self, job_id: str) -> int | None:
         rank = cast(int | None, self.redis.zrank(keys.QUEUED, job_id))
