@@ -20,7 +20,7 @@ from common.settings import Settings
 from common.voicestore import VoiceStore
 from common.worker.delivery import UploadHere, UploadPolicy
 from common.worker.heartbeat import Heartbeat
-from common.worker.lifecycle import Base, base, describe, patiently, stop_worker
+from common.worker.lifecycle import Held, base, describe, patiently, stop_worker
 from gpu_worker.engines import load_engine
 from gpu_worker.engines.base import Engine
 from gpu_worker.pipeline import Pipeline
@@ -33,24 +33,11 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Runtime:
-    parts: Base
+class Runtime(Held):
     engine: Engine
     #: The steps of a job, and the threads that run them.
     synthesizer: Synthesizer
     pipeline: Pipeline[Prepared, Spoken]
-
-    @property
-    def heartbeat(self) -> Heartbeat:
-        return self.parts.heartbeat
-
-    @property
-    def settings(self) -> Settings:
-        return self.parts.settings
-
-    @property
-    def instance(self) -> str:
-        return self.parts.instance
 
     def engine_memory_mb(self) -> float:
         probe = getattr(self.engine, "memory_mb", None)

@@ -11,13 +11,12 @@ import logging
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Reject
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from common import keys
 from common.broker import make_celery
 from common.settings import Settings
-from common.worker.lifecycle import REDIS_DOWN, TASK_REDIS_RETRY
+from common.worker.lifecycle import REDIS_DOWN, TASK_REDIS_RETRY, held_or_requeue
 from gpu_worker import recycle, runtime
 from gpu_worker.synthesis import Prepared
 
@@ -28,11 +27,7 @@ app = make_celery(settings)
 
 
 def _runtime() -> runtime.Runtime:
-    try:
-        return runtime.current()
-    except RuntimeError:
-        # This process failed to start and is being stopped: give the message back unrun.
-        raise Reject("this worker process has no runtime", requeue=True) from None
+    return held_or_requeue(runtime.current)
 
 
 #: Redis or the broker failed mid-task: the task is sent again (a few times, backing off). If

@@ -14,8 +14,8 @@ from common.broker import publish_job_id, publish_upload, publish_webhook
 from common.jobs.batches import BatchStore
 from common.settings import Settings
 from common.storage import storage_problem
-from common.worker.heartbeat import Every, Heartbeat
-from common.worker.lifecycle import Base, base, stop_worker
+from common.worker.heartbeat import Every
+from common.worker.lifecycle import Held, base, stop_worker
 from io_worker.sweeper import Sweeper
 from io_worker.webhooks import Pump
 
@@ -27,22 +27,9 @@ SWEEP_STOP_WAIT_S = 10.0
 
 
 @dataclass
-class Runtime:
-    parts: Base
+class Runtime(Held):
     sweeper: Every
     webhooks: Every
-
-    @property
-    def heartbeat(self) -> Heartbeat:
-        return self.parts.heartbeat
-
-    @property
-    def settings(self) -> Settings:
-        return self.parts.settings
-
-    @property
-    def instance(self) -> str:
-        return self.parts.instance
 
 
 _current: Runtime | None = None

@@ -10,14 +10,13 @@ import logging
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Reject
 from celery.signals import worker_ready, worker_shutdown
 
 from common import keys
 from common.broker import make_celery, publish_job_id
 from common.settings import Settings
 from common.worker.delivery import UploadPolicy, run_upload
-from common.worker.lifecycle import REDIS_DOWN, TASK_REDIS_RETRY
+from common.worker.lifecycle import REDIS_DOWN, TASK_REDIS_RETRY, held_or_requeue
 from io_worker import runtime
 from io_worker.merge import run_merge
 from io_worker.webhooks import run_delivery
@@ -33,11 +32,7 @@ _UPLOAD_REDIS_RETRY = dataclasses.replace(TASK_REDIS_RETRY, attempts=None)
 
 
 def _runtime() -> runtime.Runtime:
-    try:
-        return runtime.current()
-    except RuntimeError:
-        # This worker failed to start and is being stopped: give the message back unrun.
-        raise Reject("this worker process has no runtime", requeue=True) from None
+    return held_or_requeue(runtime.current)
 
 
 @app.task(name=keys.TASK_UPLOAD, bind=True, **_UPLOAD_REDIS_RETRY.celery_options(REDIS_DOWN))

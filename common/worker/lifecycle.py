@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import redis
+from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from common.errors import TtsqError
@@ -41,6 +42,7 @@ REDIS_OUTAGE = Retry(base_s=0.5, cap_s=8.0, attempts=6)
 TASK_REDIS_RETRY = Retry(base_s=1.0, cap_s=30.0, attempts=6)
 
 T = TypeVar("T")
+H = TypeVar("H", bound="Held")
 
 
 @dataclass
@@ -57,6 +59,35 @@ class Base:
 
     def is_alive(self, instance: str) -> bool:
         return is_alive(self.redis, instance)
+
+
+@dataclass
+class Held:
+    """What a worker process holds for its whole life: its parts, and what its role adds
+    (`gpu_worker/runtime.py`, `io_worker/runtime.py`)."""
+
+    parts: Base
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        return self.parts.heartbeat
+
+    @property
+    def settings(self) -> Settings:
+        return self.parts.settings
+
+    @property
+    def instance(self) -> str:
+        return self.parts.instance
+
+
+def held_or_requeue(current: Callable[[], H]) -> H:
+    """The process's runtime, for a task; a process that failed to start and is being stopped
+    has none, and gives the message back unrun."""
+    try:
+        return current()
+    except RuntimeError:
+        raise Reject("this worker process has no runtime", requeue=True) from None
 
 
 def base(settings: Settings, kind: str) -> Base:
