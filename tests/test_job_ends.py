@@ -51,9 +51,9 @@ def test_a_waiter_is_woken_when_its_job_ends_and_only_then(own_redis: RedisServe
             assert ended.is_set()  # read once first: an end just before cannot be missed
             await subscribed(watcher)
             ended.clear()
-            await asyncio.to_thread(store.fail, other.id, "x", "another job")
+            await asyncio.to_thread(store.fail, other.id, "x", "another job", retryable=False)
             assert not await woken(ended, 0.5)
-            await asyncio.to_thread(store.fail, job.id, "x", "this job")
+            await asyncio.to_thread(store.fail, job.id, "x", "this job", retryable=False)
             assert await woken(ended, 2)
             assert ended.record is not None  # the ended record came with the announcement
             assert JobRecord.model_validate_json(ended.record) == store.get(job.id)
@@ -102,7 +102,9 @@ def test_waiters_read_again_while_redis_is_down_and_once_it_is_back(
             await asyncio.to_thread(own_redis.start)
             await subscribed(watcher)  # back: subscribed again
             ended.clear()
-            await asyncio.to_thread(store.fail, job.id, "x", "ended after the restart")
+            await asyncio.to_thread(
+                store.fail, job.id, "x", "ended after the restart", retryable=False
+            )
             assert await woken(ended, 2)
         await watcher.close()
 

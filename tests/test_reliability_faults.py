@@ -179,6 +179,7 @@ def test_storage_down_past_the_limit_fails_the_job_with_a_clear_error(
     assert done["error"] == {
         "code": "storage_unavailable",
         "message": "storage did not accept the audio after 3 attempts",
+        "retryable": True,  # the same request may succeed once storage is back
     }
 
 
