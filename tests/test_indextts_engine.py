@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
+from common.capabilities import unsupported
 from common.errors import EngineLoadError, TransientError
 from common.schemas.job_request import JobRequest
 from common.settings import Settings
@@ -130,6 +131,16 @@ def test_emotion_from_text_uses_upstreams_switch(fake_upstream: Path, tmp_path: 
     )
     call = calls(fake_upstream)[-1]
     assert (call["use_emo_text"], call["emo_text"]) == (True, "furious, shouting")
+
+
+def test_without_the_qwen_model_emotion_from_text_is_refused_naming_the_field(
+    fake_upstream: Path, tmp_path: Path
+) -> None:
+    engine = IndexTTS2Engine(settings(tmp_path, indextts_use_qwen_emo=False))
+    request = JobRequest.model_validate({"text": "hi", "emotion": {"text": "furious"}})
+    assert unsupported(request, engine.capabilities()) == [
+        "emotion.text: not supported by index_tts2"
+    ]
 
 
 def test_constructor_gets_the_installed_versions_arguments(

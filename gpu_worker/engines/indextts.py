@@ -94,27 +94,49 @@ class IndexTTS2Engine:
     # -- start ---------------------------------------------------------------------------
 
     @classmethod
-    def layout(cls, model_dir: Path) -> layouts.Layout:
-        params = layouts.constructor_params(cls.module_name)
-        return layouts.check(model_dir, cls.required_files, cls.aux_files, cls.hub_repos, params)
+    def layout(
+        cls, model_dir: Path, params: layouts.Params | None, use_qwen_emo: bool | None
+    ) -> layouts.Layout:
+        return layouts.check(
+            model_dir, cls.required_files, cls.aux_files, cls.hub_repos, params, use_qwen_emo
+        )
 
     @classmethod
     def preflight(cls, settings: Settings) -> None:
         """Check the weights are all there, in the layout the installed version reads,
         without importing torch (the worker's parent)."""
         model_dir = settings.indextts_model_dir
-        found = cls.layout(model_dir)
+        params = layouts.constructor_params(cls.module_name)
+        found = cls.layout(model_dir, params, settings.indextts_use_qwen_emo)
         where = {
             "flat": "the flat layout (hf_cache/w2v-bert-2.0, ...; upstream with `aux_paths`)",
             "hub": "the hub cache layout (hf_cache/models--<org>--<name>/snapshots/<rev>/...; "
             "versions without `aux_paths`, such as tts-webui-index-tts 2.0.1)",
         }[found.name]
         if found.missing:
-            raise EngineLoadError(
+            message = (
                 f"{cls.name}: the model dir {model_dir} is read in {where} and lacks "
                 f"{', '.join(found.missing)}; " + GET_WEIGHTS.format(dir=model_dir)
             )
+            if layouts.QWEN_DIR + "/" in found.missing:
+                message += "; " + cls._without_qwen(params)
+            raise EngineLoadError(message)
         log.info("%s: model dir %s, complete in %s", cls.name, model_dir, where)
+
+    @classmethod
+    def _without_qwen(cls, params: layouts.Params | None) -> str:
+        qwen = layouts.QWEN_DIR + "/"
+        if params is not None and layouts.QWEN_SWITCH not in params:
+            return (
+                f"the installed {cls.module_name} has no `{layouts.QWEN_SWITCH}`, so it always "
+                f"loads {qwen}; upgrade indextts (checked against {UPSTREAM_COMMIT[:10]}) to "
+                "start without it"
+            )
+        setting = cls.switches[layouts.QWEN_SWITCH].upper()
+        return (
+            f"or set TTS_{setting}=false to start without {qwen} (emotion from text is then "
+            "refused)"
+        )
 
     def __init__(self, settings: Settings) -> None:
         self.preflight(settings)
@@ -359,7 +381,9 @@ class IndexTTS25Engine(IndexTTS2Engine):
     hub_repos: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     @classmethod
-    def layout(cls, model_dir: Path) -> layouts.Layout:
+    def layout(
+        cls, model_dir: Path, params: layouts.Params | None, use_qwen_emo: bool | None
+    ) -> layouts.Layout:
         # Only the flat layout: no published copy of 2.5 reading the hub cache was found.
         missing = [n for n in cls.required_files if not (model_dir / n).exists()]
         return layouts.Layout("flat", missing + layouts.flat_missing(model_dir, cls.aux_files))
