@@ -15,6 +15,7 @@ import io
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -102,7 +103,9 @@ def prompts() -> Iterator[PromptServer]:
     server.server.shutdown()
 
 
-def index_stack(tmp: Path, redis: RedisServer, s3: S3Server, db: int, delay_s: float) -> Stack:
+def index_stack(
+    tmp: Path, redis: RedisServer, s3: S3Server, db: int, delay_s: float, **overrides: str
+) -> Stack:
     model_dir = make_model_dir(tmp / "model", IndexTTS2Engine)
     return Stack(
         tmp,
@@ -116,6 +119,7 @@ def index_stack(tmp: Path, redis: RedisServer, s3: S3Server, db: int, delay_s: f
         FAKE_INDEXTTS_DELAY_S=str(delay_s),
         TTS_FETCH_ALLOW_CIDRS="127.0.0.0/8",
         PYTHONPATH=os.pathsep.join([str(FAKE), str(REPO)]),
+        **overrides,
     ).start()
 
 
@@ -184,15 +188,19 @@ def segment(prompts: PromptServer, text: str, target_ms: int, **more: Any) -> di
     }
 
 
-@pytest.mark.timeout(300)  # four segments of 16 s in a line on one worker: ~90 s
+@pytest.mark.timeout(180)
 def test_four_segments_at_once_each_fit_their_slot_and_run_once(
     tmp_path_factory: pytest.TempPathFactory,
     redis_server: RedisServer,
     s3_server: S3Server,
     prompts: PromptServer,
 ) -> None:
-    # 16 s a segment on one worker: the fourth waits over 60 s, as a real GPU line would.
-    stack = index_stack(tmp_path_factory.mktemp("slow"), redis_server, s3_server, 3, 16)
+    # 5 s a segment on one worker: the fourth waits over 15 s, past the longest wait any other
+    # route holds an answer (TTS_MAX_WAIT_S, 60 s by default, 10 s here), as a real GPU line
+    # of 16 s segments waits past 60 s: /synthesize holds its answer until the job ends.
+    stack = index_stack(
+        tmp_path_factory.mktemp("slow"), redis_server, s3_server, 7, 5, TTS_MAX_WAIT_S="10"
+    )
     try:
         lines = [
             ("Hello and welcome to today's show.", 2400),
@@ -200,10 +208,12 @@ def test_four_segments_at_once_each_fit_their_slot_and_run_once(
             ("First, the weather across the country.", 2600),
             ("Then a word from our sponsors.", 2100),
         ]
+        started = time.monotonic()
         with ThreadPoolExecutor(4) as pool:
             done = list(
                 pool.map(lambda line: dubbing_client(stack.url, segment(prompts, *line)), lines)
             )
+        assert time.monotonic() - started > 15  # the last answer was held past the 10 s cap
         for (text, target_ms), got in zip(lines, done, strict=True):
             seconds, rate = measured(got.audio)
             assert rate == 22050 and got.answer["sample_rate"] == 22050
