@@ -21,7 +21,7 @@ import pytest
 
 from tests.support.servers import REPO, RedisServer, S3Server, wait_for
 from tests.support.stack import KEYS, Stack
-from tests.support.text_engine import REJECT_MARK
+from tests.support.text_engine import HOLD_FILE, REJECT_MARK
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def dub_stack(
         s3_server,
         db=14,
         TTS_BACKEND="tests.support.text_engine:TextScriptedEngine",
-        # Long enough per line that a run can be stopped halfway.
+        # The GPU's time per line.
         TTS_TEST_ENGINE_DELAY_S="0.15",
     ).start()
     yield stack
@@ -208,30 +208,36 @@ def test_a_run_stopped_halfway_resumes_without_speaking_any_line_twice(
     out = tmp_path / "track.wav"
     ledger = Path(f"{out}.dub.json")
     calls_before = engine_calls(dub_stack)
+    hold = dub_stack.ledger / HOLD_FILE  # the engine stops after half the lines, till it goes
+    hold.write_text(str(calls_before + len(items) // 2))
     args = [str(EXAMPLE), "--out", str(out), "--voice", "en", "--rate", str(RATE)]
-    with open(tmp_path / "first.log", "w") as log:
-        first = subprocess.Popen(
-            dub_cmd(dub_stack, "bob", *args), env=clean_env(), cwd=REPO, stdout=log, stderr=log
-        )
+    try:
+        with open(tmp_path / "first.log", "w") as log:
+            first = subprocess.Popen(
+                dub_cmd(dub_stack, "bob", *args), env=clean_env(), cwd=REPO, stdout=log, stderr=log
+            )
 
-    def half_done() -> bool:
-        if not ledger.exists() or not json.loads(ledger.read_text())["batches"][0]["batch_id"]:
-            return False
+        def half_done() -> bool:
+            if not ledger.exists() or not json.loads(ledger.read_text())["batches"][0]["batch_id"]:
+                return False
+            batch_id = json.loads(ledger.read_text())["batches"][0]["batch_id"]
+            r = httpx.get(
+                f"{dub_stack.url}/v1/batches/{batch_id}", headers=dub_stack.headers("bob")
+            )
+            return bool(r.json()["counts"]["succeeded"] >= len(items) // 2)
+
+        wait_for(half_done, 60, "half the lines to be done", every=0.05)
+        first.send_signal(signal.SIGINT)
+        assert first.wait(30) == 130
+        assert "run the same command again to resume" in (tmp_path / "first.log").read_text()
+        assert not out.exists()
         batch_id = json.loads(ledger.read_text())["batches"][0]["batch_id"]
-        r = httpx.get(f"{dub_stack.url}/v1/batches/{batch_id}", headers=dub_stack.headers("bob"))
-        return bool(r.json()["counts"]["succeeded"] >= len(items) // 2)
-
-    wait_for(half_done, 60, "half the lines to be done", every=0.05)
-    first.send_signal(signal.SIGINT)
-    assert first.wait(30) == 130
-    assert "run the same command again to resume" in (tmp_path / "first.log").read_text()
-    assert not out.exists()
-    batch_id = json.loads(ledger.read_text())["batches"][0]["batch_id"]
-    counts = httpx.get(
-        f"{dub_stack.url}/v1/batches/{batch_id}", headers=dub_stack.headers("bob")
-    ).json()["counts"]
-    assert counts["succeeded"] < len(items), "the first run was not stopped halfway"
-
+        counts = httpx.get(
+            f"{dub_stack.url}/v1/batches/{batch_id}", headers=dub_stack.headers("bob")
+        ).json()["counts"]
+        assert counts["succeeded"] < len(items), "the first run was not stopped halfway"
+    finally:
+        hold.unlink()  # the engine goes on
     second = dub(dub_stack, "bob", *args)
     assert second.returncode == 0, second.stdout + second.stderr
     assert f"{len(items)} of {len(items)} lines" in second.stdout
