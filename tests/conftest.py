@@ -12,6 +12,25 @@ from common.jobs.store import JobStore
 from tests.support.servers import RedisServer, S3Server
 from tests.support.stack import Stack
 
+#: The files that take longest (each over a minute on 2 cores), run first: `make test` hands
+#: whole files to its two processes in collection order, so a long file started last would
+#: leave one process working alone at the end.
+LONGEST_FIRST = (
+    "test_real_indextts.py",
+    "test_stuck_jobs.py",
+    "test_reliability_faults.py",
+    "test_deploy_autodl.py",
+    "test_dubbing_worker.py",
+    "test_dropin_http.py",
+    "test_cli_dub.py",
+    "test_fuzz_openapi.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:

@@ -227,6 +227,7 @@ def test_the_dubbing_worker_unchanged_gets_every_segment_fitted_to_its_slot(
     assert bare.run(run[:1])[0].error.startswith("401")
 
 
+@pytest.mark.serial  # bounds a restart in wall-clock seconds
 def test_a_restart_of_ttsq_up_mid_run_costs_the_worker_no_segment(up: Up, prompts: Prompts) -> None:
     up.wait_ready()
     run = segments(24)

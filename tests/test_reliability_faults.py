@@ -90,6 +90,7 @@ def test_worker_killed_after_synthesis_before_upload_loses_no_audio(make_stack: 
     assert objects_for(stack, job["id"]) == [f"audio/{job['id']}.wav"]
 
 
+@pytest.mark.serial  # bounds the rescue in wall-clock seconds
 def test_worker_killed_while_uploading_its_own_audio_loses_no_audio(make_stack: MakeStack) -> None:
     # One job at a time, the synthesis process makes the upload's first attempt itself
     # (`Synthesizer.upload_here`). Storage hangs (its server stopped: connections open, no

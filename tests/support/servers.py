@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,10 +26,29 @@ from common import embedded_redis
 REPO = Path(__file__).resolve().parents[2]
 
 
+#: Ports for the servers the tests start: below Linux's ephemeral range (32768 and up), which
+#: outgoing connections take from, in a block of its own per xdist process (`make test` runs
+#: two), so no other test process picks the same port between our choice and the bind.
+PORTS_FROM, PORTS_PER_PROCESS = 20000, 5000
+_handed: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now that no other test process will be handed: a server started
+    later on it cannot find another test's server there instead."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    low = PORTS_FROM + int(worker or 0) * PORTS_PER_PROCESS
+    for port in random.sample(range(low, low + PORTS_PER_PROCESS), PORTS_PER_PROCESS):
+        if port in _handed:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed.add(port)
+        return port
+    raise RuntimeError(f"no free port left in {low}..{low + PORTS_PER_PROCESS}")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
