@@ -37,7 +37,7 @@ run: $(STAMP)
 # Two processes, a test file each at a time (most of a stack test is waiting for a process or
 # a heartbeat); then, alone, the few tests that bound a wall-clock time. Both runs always run.
 test: $(STAMP) $(ISTAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial"; parallel=$$?; \
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not serial"; parallel=$$?; \
 	$(BIN)/python -m pytest -q -m serial; serial=$$?; \
 	exit $$((parallel || serial))
 

@@ -10,11 +10,12 @@ import redis
 
 from common.jobs.store import JobStore
 from tests.support.servers import RedisServer, S3Server
-from tests.support.stack import Stack
+from tests.support.stack import DB, Stack
 
 #: The files that take longest (each over a minute on 2 cores), run first: `make test` hands
-#: whole files to its two processes in collection order, so a long file started last would
-#: leave one process working alone at the end.
+#: whole files to its two processes in collection order (`--no-loadscope-reorder`; xdist's own
+#: order is by test count), so a long file started last would leave one process working alone
+#: at the end.
 LONGEST_FIRST = (
     "test_real_indextts.py",
     "test_stuck_jobs.py",
@@ -42,7 +43,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def store(redis_server: RedisServer) -> Iterator[JobStore]:
     """A job store on an empty database of the session's Redis (db 9, no stack uses it)."""
-    client = redis.Redis.from_url(redis_server.url.removesuffix("/0") + "/9")
+    client = redis.Redis.from_url(redis_server.url.removesuffix("/0") + f"/{DB['store']}")
     client.flushdb()
     yield JobStore(client, job_ttl_s=60)
     client.flushdb()

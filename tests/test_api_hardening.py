@@ -30,9 +30,9 @@ from common.schemas.job_request import JobRequest
 from common.schemas.jobs import JobStatus
 from common.settings import Settings
 from tests.support.servers import RedisServer, free_port
+from tests.support.stack import DB
 
 KEYS = {"alice": "key-alice-0123", "配音组": "k1-dubbing-0123"}
-DB = 10
 
 
 @dataclass
@@ -60,7 +60,7 @@ class Api:
 
 
 def build(redis_server: RedisServer, tmp_path: Path, **overrides: Any) -> Iterator[Api]:
-    url = redis_server.url.removesuffix("/0") + f"/{DB}"
+    url = redis_server.url.removesuffix("/0") + f"/{DB['api_hardening']}"
     client = redis.Redis.from_url(url)
     client.flushdb()
     settings = Settings(

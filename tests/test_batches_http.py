@@ -13,7 +13,7 @@ import pytest
 from tests.support.engines import calls
 from tests.support.receiver import Receiver
 from tests.support.servers import RedisServer, S3Server, wait_for
-from tests.support.stack import Stack
+from tests.support.stack import DB, Stack
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def hooked(
         tmp_path_factory.mktemp("hooked"),
         redis_server,
         s3_server,
-        db=6,
+        db=DB["batches"],
         TTS_FETCH_ALLOW_CIDRS="127.0.0.0/8",
         TTS_WEBHOOK_RETRY_SCHEDULE_S="0.3,0.3,0.3,0.3,0.3",
         TTS_WEBHOOK_JITTER="0",
@@ -168,7 +168,9 @@ def test_concurrent_idempotent_batches_make_one_batch(hooked: Stack) -> None:
     assert all(a.status_code == 202 for a in answers), [a.text for a in answers]
     assert len({a.json()["id"] for a in answers}) == 1
     listed = httpx.get(f"{hooked.url}/v1/jobs?limit=100", headers=hooked.headers("dave"))
-    assert len(listed.json()["data"]) == 5
+    assert len(listed.json()["data"]) == 5, [
+        (j["input"]["text"], j["status"], j["created_at"]) for j in listed.json()["data"]
+    ]
 
 
 def test_job_webhooks_through_the_stack_and_the_deliveries_route(

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.support.servers import REPO, RedisServer, S3Server, wait_for
-from tests.support.stack import KEYS, Stack
+from tests.support.stack import DB, KEYS, Stack
 from tests.support.text_engine import HOLD_FILE, REJECT_MARK
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def dub_stack(
         tmp_path_factory.mktemp("dub"),
         redis_server,
         s3_server,
-        db=14,
+        db=DB["cli_dub"],
         TTS_BACKEND="tests.support.text_engine:TextScriptedEngine",
         # The GPU's time per line.
         TTS_TEST_ENGINE_DELAY_S="0.15",

@@ -35,7 +35,7 @@ from common.schemas.job_request import JobRequest
 from gpu_worker.engines.espeak import EspeakEngine
 from gpu_worker.engines.indextts import IndexTTS2Engine
 from tests.support.servers import RedisServer, S3Server
-from tests.support.stack import KEYS, Stack
+from tests.support.stack import DB, KEYS, Stack
 from tests.test_indextts_engine import FAKE, make_model_dir
 
 pytestmark = pytest.mark.integration
@@ -127,7 +127,7 @@ def index_stack(
 def dub(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, s3_server: S3Server
 ) -> Iterator[Stack]:
-    stack = index_stack(tmp_path_factory.mktemp("dropin"), redis_server, s3_server, 2, 0)
+    stack = index_stack(tmp_path_factory.mktemp("dropin"), redis_server, s3_server, DB["dropin"], 0)
     yield stack
     stack.stop()
 
@@ -199,7 +199,12 @@ def test_four_segments_at_once_each_fit_their_slot_and_run_once(
     # route holds an answer (TTS_MAX_WAIT_S, 60 s by default, 10 s here), as a real GPU line
     # of 16 s segments waits past 60 s: /synthesize holds its answer until the job ends.
     stack = index_stack(
-        tmp_path_factory.mktemp("slow"), redis_server, s3_server, 7, 5, TTS_MAX_WAIT_S="10"
+        tmp_path_factory.mktemp("slow"),
+        redis_server,
+        s3_server,
+        DB["dropin_slow"],
+        5,
+        TTS_MAX_WAIT_S="10",
     )
     try:
         lines = [

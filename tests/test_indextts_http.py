@@ -15,7 +15,7 @@ import pytest
 
 from gpu_worker.engines.indextts import IndexTTS2Engine
 from tests.support.servers import RedisServer, S3Server
-from tests.support.stack import Stack, wav_ok
+from tests.support.stack import DB, Stack, wav_ok
 from tests.test_indextts_engine import FAKE, make_model_dir
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ def index_stack(
         tmp_path,
         redis_server,
         s3_server,
-        db=1,
+        db=DB["indextts_http"],
         TTS_BACKEND="index_tts2",
         INDEXTTS_MODEL_DIR=str(model_dir),
         INDEXTTS_USE_FP16="false",

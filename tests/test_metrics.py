@@ -14,7 +14,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.servers import RedisServer
-from tests.support.stack import KEYS, Stack
+from tests.support.stack import DB, KEYS, Stack
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "deploy" / "grafana" / "ttsq.json"
@@ -120,7 +120,7 @@ def run_logging(redis_server: RedisServer, log_format: str | None) -> tuple[str,
     env = {k: v for k, v in os.environ.items() if k != "TTS_LOG_FORMAT"}
     if log_format:
         env["TTS_LOG_FORMAT"] = log_format
-    url = redis_server.url.removesuffix("/0") + "/8"
+    url = redis_server.url.removesuffix("/0") + f"/{DB['metrics']}"
     out = subprocess.run(
         [sys.executable, "-c", script, url],
         env=env,

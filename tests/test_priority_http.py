@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.support.servers import RedisServer, S3Server
-from tests.support.stack import Stack
+from tests.support.stack import DB, Stack
 
 ITEMS = 50
 
@@ -23,7 +23,7 @@ ITEMS = 50
 def prio(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, s3_server: S3Server
 ) -> Iterator[Stack]:
-    stack = Stack(tmp_path_factory.mktemp("prio"), redis_server, s3_server, db=4)
+    stack = Stack(tmp_path_factory.mktemp("prio"), redis_server, s3_server, db=DB["priority"])
     stack.start()
     yield stack
     stack.stop()

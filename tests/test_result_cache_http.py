@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.engines import calls
 from tests.support.servers import RedisServer, S3Server
-from tests.support.stack import Stack
+from tests.support.stack import DB, Stack
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,11 @@ def cached(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, s3_server: S3Server
 ) -> Iterator[Stack]:
     stack = Stack(
-        tmp_path_factory.mktemp("cached"), redis_server, s3_server, db=5, TTS_RESULT_CACHE="true"
+        tmp_path_factory.mktemp("cached"),
+        redis_server,
+        s3_server,
+        db=DB["result_cache"],
+        TTS_RESULT_CACHE="true",
     )
     stack.start()
     yield stack

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.support.servers import REPO, RedisServer, wait_for
-from tests.support.stack import KEYS, Stack
+from tests.support.stack import DB, KEYS, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,9 @@ def start_api(tmp_path: Path, redis_server: RedisServer) -> Iterator[StartApi]:
     started: list[Stack] = []
 
     def start(**overrides: str) -> Stack:
-        stack = Stack(tmp_path / str(len(started)), redis_server, None, db=11, **overrides)
+        stack = Stack(
+            tmp_path / str(len(started)), redis_server, None, db=DB["slow_clients"], **overrides
+        )
         started.append(stack)
         stack.api.start()
         wait_for(lambda: health_ok(stack.url), 30, "the API to answer /health")
@@ -138,7 +140,7 @@ def test_idle_connections_beyond_the_limit_make_room_and_health_still_answers(
 def test_running_out_of_file_descriptors_logs_a_few_lines_not_thousands(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    stack = Stack(tmp_path, redis_server, None, db=11, TTS_HEADER_TIMEOUT_S="120")
+    stack = Stack(tmp_path, redis_server, None, db=DB["slow_clients"], TTS_HEADER_TIMEOUT_S="120")
     log = tmp_path / "api.log"
 
     def low_fd_limit() -> None:

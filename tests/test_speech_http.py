@@ -25,7 +25,7 @@ from common.audio.codec import encode, from_pcm16
 from common.schemas.job_request import JobRequest
 from gpu_worker.engines.espeak import EspeakEngine
 from tests.support.servers import RedisServer, S3Server
-from tests.support.stack import KEYS, Stack
+from tests.support.stack import DB, KEYS, Stack
 
 pytestmark = pytest.mark.integration
 KEY = KEYS["alice"]
@@ -36,7 +36,11 @@ def sp(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, s3_server: S3Server
 ) -> Iterator[Stack]:
     stack = Stack(
-        tmp_path_factory.mktemp("speech"), redis_server, s3_server, db=13, TTS_BACKEND="espeak"
+        tmp_path_factory.mktemp("speech"),
+        redis_server,
+        s3_server,
+        db=DB["speech"],
+        TTS_BACKEND="espeak",
     ).start()
     yield stack
     stack.stop()

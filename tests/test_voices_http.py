@@ -25,7 +25,7 @@ from common.audio.codec import encode, from_pcm16
 from common.schemas.job_request import JobRequest
 from gpu_worker.engines.espeak import EspeakEngine
 from tests.support.servers import Piece, RedisServer, S3Server, wait_for
-from tests.support.stack import Stack
+from tests.support.stack import DB, Stack
 from tests.test_dropin_http import index_stack, infer_calls
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,7 @@ def vs(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, s3_server: S3Server
 ) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("voices")
-    stack = index_stack(tmp, redis_server, s3_server, 6, 0.3)
+    stack = index_stack(tmp, redis_server, s3_server, DB["voices"], 0.3)
     # A second GPU machine: its own data dir, so its own voice cache, filled from storage.
     other = Piece("worker", {**stack.env, "TTS_DATA_DIR": str(tmp / "data2")}, tmp / "w2.log")
     stack.extra_workers.append(other.start())

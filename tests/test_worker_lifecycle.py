@@ -13,7 +13,7 @@ from common import keys
 from common.schemas.jobs import JobRecord
 from tests.support.engines import calls
 from tests.support.servers import RedisServer, S3Server
-from tests.support.stack import Stack
+from tests.support.stack import DB, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 def test_recycled_process_finishes_each_job_exactly_once(
     tmp_path: Path, redis_server: RedisServer, s3_server: S3Server, overrides: dict[str, str]
 ) -> None:
-    stack = Stack(tmp_path, redis_server, s3_server, db=2, **overrides).start()
+    stack = Stack(tmp_path, redis_server, s3_server, db=DB["worker_lifecycle"], **overrides).start()
     store = redis.Redis.from_url(stack.env["TTS_REDIS_URL"])
     try:
         runners, probes = set(), []

@@ -18,6 +18,28 @@ KEYS = {
     "dave": "key-dave-0123",
 }
 TERMINAL = {"succeeded", "failed", "canceled"}
+#: The session Redis's databases (Redis has 16), one per stack or store that shares it: two on
+#: one database read each other's jobs (seen: one test file listing an owner's jobs found
+#: another file's, once `make test` ran them in one process in a new order).
+DB = {
+    "stack": 0,
+    "indextts_http": 1,
+    "dropin": 2,
+    "real_indextts": 3,
+    "priority": 4,
+    "result_cache": 5,
+    "batches": 6,
+    "dropin_slow": 7,
+    "metrics": 8,
+    "store": 9,
+    "api_hardening": 10,
+    "slow_clients": 11,
+    "voices": 12,
+    "speech": 13,
+    "cli_dub": 14,
+    "worker_lifecycle": 15,
+}
+assert sorted(DB.values()) == list(range(len(DB))) and len(DB) <= 16
 
 
 class Stack:
