@@ -169,7 +169,6 @@ def run_cli(
     )
 
 
-@pytest.mark.serial  # bounds the wait in wall-clock seconds
 @pytest.mark.parametrize("piece", ["api", "worker", "io"])
 def test_a_piece_started_without_redis_says_so_and_exits(piece: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
