@@ -42,7 +42,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 @pytest.fixture
 def store(redis_server: RedisServer) -> Iterator[JobStore]:
-    """A job store on an empty database of the session's Redis (db 9, no stack uses it)."""
+    """A job store on an empty database of the session's Redis, its own (`DB["store"]`)."""
     client = redis.Redis.from_url(redis_server.url.removesuffix("/0") + f"/{DB['store']}")
     client.flushdb()
     yield JobStore(client, job_ttl_s=60)

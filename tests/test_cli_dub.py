@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.support.engines import calls
 from tests.support.servers import REPO, RedisServer, S3Server, wait_for
 from tests.support.stack import DB, KEYS, Stack
 from tests.support.text_engine import HOLD_FILE, REJECT_MARK
@@ -158,8 +159,7 @@ def jobs_of(stack: Stack, owner: str) -> list[dict[str, Any]]:
 
 
 def engine_calls(stack: Stack) -> int:
-    spans = stack.ledger / "engine-spans"
-    return len(spans.read_text().splitlines()) if spans.exists() else 0
+    return calls(stack.ledger, "engine-spans")
 
 
 def test_srt_vtt_and_ass_each_give_one_track_with_every_line_at_its_start(

@@ -14,7 +14,7 @@ import time
 from common.errors import EngineInputError
 from common.schemas.job_request import JobRequest
 from gpu_worker.engines.base import SynthesisOutput
-from tests.support.engines import ScriptedEngine
+from tests.support.engines import ScriptedEngine, calls
 
 REJECT_MARK = "Unspeakable"
 HOLD_FILE = "hold-after-calls"
@@ -31,14 +31,13 @@ class TextScriptedEngine(ScriptedEngine):
         return super()._synthesize(request)
 
     def _wait_while_held(self) -> None:
-        hold, spans = self.ledger / HOLD_FILE, self.ledger / "engine-spans"
+        hold = self.ledger / HOLD_FILE
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
                 after = int(hold.read_text())
             except (FileNotFoundError, ValueError):
                 return
-            made = len(spans.read_text().splitlines()) if spans.exists() else 0
-            if made < after:
+            if calls(self.ledger, "engine-spans") < after:
                 return
             time.sleep(0.02)
