@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     indextts_use_accel: bool | None = None
     indextts_use_torch_compile: bool | None = None
     indextts_use_qwen_emo: bool | None = None
+    #: Up to this many queued jobs (or script lines) go through the engine together: the
+    #: synthesis process holds that many claimed jobs ready, and IndexTTS2 runs their GPT
+    #: stage as one batch (`gpu_worker/engines/indextts_batch.py`). 1: one at a time. Engines
+    #: without batching run a batch's items one after another.
+    engine_batch: int = Field(default=1, ge=1, le=64)
     #: Time-stretching beyond this ratio either way is capped (the job warns by how much its
     #: target was missed).
     max_stretch: float = Field(default=1.5, ge=1.0, le=4.0)

@@ -18,6 +18,12 @@ on the job store holds it (running, claimed by this worker, named in the heartbe
 held. At most one prepared job waits for the engine, so a second GPU worker on the same queue
 still gets the rest.
 
+With `batch` above 1 (TTS_ENGINE_BATCH), up to that many prepared jobs wait, and the engine
+takes all that wait (up to `batch`) at once and runs them together (`Synthesizer.speak_jobs`):
+the task returns once fewer than `batch` jobs wait, so a dubbing run's lines gather while the
+engine works. Each job is still claimed by this worker and held in its heartbeat while it
+waits, as the one waiting job is at batch 1.
+
 Celery stops this process only between tasks; `close` then lets the engine finish the job it
 has and the finisher hand everything on, so a recycle or a warm shutdown loses nothing.
 """
@@ -27,7 +33,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -45,14 +51,20 @@ class _Handoff(Generic[P]):
 
 class Pipeline(Generic[P, S]):
     def __init__(
-        self, speak: Callable[[P], S], finish: Callable[[P, S], None], *, name: str = "ttsq"
+        self,
+        speak: Callable[[Sequence[P]], Sequence[S]],
+        finish: Callable[[P, S], None],
+        *,
+        batch: int = 1,
+        name: str = "ttsq",
     ) -> None:
-        self.speak, self.finish = speak, finish
-        self._next: queue.Queue[_Handoff[P] | None] = queue.Queue(maxsize=1)
+        self.speak, self.finish, self.batch = speak, finish, batch
+        self._next: queue.Queue[_Handoff[P] | None] = queue.Queue()
         self._spoken: queue.Queue[tuple[P, S] | None] = queue.Queue()
-        #: Jobs given to the engine and not yet spoken (the one it runs, the one waiting).
-        self._given = 0
-        self._given_lock = threading.Lock()
+        #: Jobs given to the engine and not yet spoken (those it runs, those waiting), and
+        #: of those the ones waiting, not yet taken.
+        self._given = self._waiting = 0
+        self._count = threading.Condition()
         # Daemons, so an exit that skips `close` never hangs on them (the sweeper then sends
         # what they held again); `close` is what drains them.
         self._engine = threading.Thread(target=self._run_engine, name=f"{name}-engine", daemon=True)
@@ -63,17 +75,20 @@ class Pipeline(Generic[P, S]):
         self._finisher.start()
 
     def run(self, job: P) -> None:
-        """Give the engine its next job; return once it has taken it (it may still be on the
-        one before: this is the wait that keeps one prepared job ready)."""
+        """Give the engine a job; return once it has taken it, or (batching) once fewer than
+        `batch` jobs wait for it. At batch 1 this is the wait that keeps one prepared job
+        ready while the engine is on the one before."""
         handoff = _Handoff(job)
-        with self._given_lock:
+        with self._count:
             self._given += 1
+            self._waiting += 1
         self._next.put(handoff)
-        handoff.taken.wait()
+        with self._count:
+            self._count.wait_for(lambda: handoff.taken.is_set() or self._waiting < self.batch)
 
     def idle(self) -> bool:
         """True when the engine has no job: neither one it runs nor one waiting for it."""
-        with self._given_lock:
+        with self._count:
             return self._given == 0
 
     def close(self) -> None:
@@ -83,15 +98,38 @@ class Pipeline(Generic[P, S]):
         self._spoken.put(None)
         self._finisher.join()
 
+    def _take(self) -> list[_Handoff[P]] | None:
+        """The next jobs: one (waiting for it), and up to `batch` in all of those waiting."""
+        first = self._next.get()
+        if first is None:
+            return None
+        taken = [first]
+        while len(taken) < self.batch:
+            try:
+                more = self._next.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:  # closing: run what was taken, then stop
+                self._next.put(None)
+                break
+            taken.append(more)
+        with self._count:
+            self._waiting -= len(taken)
+            for handoff in taken:
+                handoff.taken.set()
+            self._count.notify_all()
+        return taken
+
     def _run_engine(self) -> None:
-        while (handoff := self._next.get()) is not None:
-            handoff.taken.set()
+        while (taken := self._take()) is not None:
+            jobs = [handoff.job for handoff in taken]
             # `speak` reports the engine's errors in what it returns; anything it raises is a
-            # bug, and the finisher still gets the job (with the error) so it is not held.
-            spoken = self.speak(handoff.job)
-            with self._given_lock:
-                self._given -= 1
-            self._spoken.put((handoff.job, spoken))
+            # bug, and the finisher still gets the jobs (with the error) so none is held.
+            spoken = self.speak(jobs)
+            with self._count:
+                self._given -= len(jobs)
+            for job, one in zip(jobs, spoken, strict=True):
+                self._spoken.put((job, one))
 
     def _run_finisher(self) -> None:
         while (item := self._spoken.get()) is not None:

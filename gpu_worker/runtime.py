@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from celery import Celery
@@ -119,21 +120,23 @@ def start(settings: Settings, app: Celery) -> Runtime:
         upload_here=UploadHere(store, storage, UploadPolicy.of(settings))
         if settings.upload_when_idle
         else None,
+        engine_batch=settings.engine_batch,
     )
-    pipeline = synthesis_pipeline(heartbeat, synthesizer, app)
+    pipeline = synthesis_pipeline(heartbeat, synthesizer, app, batch=settings.engine_batch)
     synthesizer.engine_idle = pipeline.idle
     _current = Runtime(parts, engine, synthesizer, pipeline)
     return _current
 
 
 def synthesis_pipeline(
-    heartbeat: Heartbeat, synthesizer: Synthesizer, app: Celery
+    heartbeat: Heartbeat, synthesizer: Synthesizer, app: Celery, *, batch: int = 1
 ) -> Pipeline[Prepared, Spoken]:
     """The engine's thread and the finisher's (`gpu_worker/pipeline.py`) for this process."""
 
-    def speak(prepared: Prepared) -> Spoken:
-        heartbeat.note(current_job=prepared.job.id)  # in memory: no Redis between jobs
-        spoken = synthesizer.speak_job(prepared)
+    def speak(jobs: Sequence[Prepared]) -> list[Spoken]:
+        # In memory: no Redis between jobs. A batch names its first job.
+        heartbeat.note(current_job=jobs[0].job.id)
+        spoken = synthesizer.speak_jobs(jobs)
         heartbeat.note(current_job=None)
         return spoken
 
@@ -147,7 +150,7 @@ def synthesis_pipeline(
         finally:
             heartbeat.release(job_id, jobs_done=heartbeat.beat.jobs_done + 1, last_job_at=utcnow())
 
-    return Pipeline(speak, hand_on, name="ttsq")
+    return Pipeline(speak, hand_on, batch=batch, name="ttsq")
 
 
 def stop() -> None:

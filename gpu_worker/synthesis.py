@@ -9,15 +9,13 @@ run that lost its claim (canceled, taken over) discards its audio instead of wri
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import redis
 
-from common.audio.codec import from_pcm16, pcm16
-from common.audio.fit import fit, place
 from common.audio.wav import encode_wav
 from common.capabilities import admit
 from common.errors import PermanentError, TransientError
@@ -27,9 +25,10 @@ from common.retry import Retry
 from common.schemas.job_request import JobRequest
 from common.schemas.jobs import JobRecord, JobStatus
 from common.worker.joblog import job_log
-from gpu_worker.engines.base import Engine, ProgressListener, SynthesisOutput, progress_to
+from gpu_worker.engines.base import Engine, SynthesisOutput
 from gpu_worker.progress import JobProgress
 from gpu_worker.reuse import serve_from_cache
+from gpu_worker.speech import speak_many
 from gpu_worker.uploaded_voices import UploadedVoices, resolve_references
 from gpu_worker.url_voices import UrlVoices
 
@@ -111,6 +110,8 @@ class Synthesizer:
     #: engine always has the next job, and the I/O worker uploads.
     upload_here: UploadHere | None = None
     engine_idle: Callable[[], bool] = lambda: False
+    #: TTS_ENGINE_BATCH: engine calls given to the engine at once (`gpu_worker/speech.py`).
+    engine_batch: int = 1
 
     def run(self, job_id: str) -> SynthesisOutcome:
         prepared = self.prepare(job_id)
@@ -154,28 +155,39 @@ class Synthesizer:
         return Prepared(job, request, warnings=ignored)
 
     def speak_job(self, prepared: Prepared) -> Spoken:
-        """Run the engine on a prepared job; never raises (the error is in what it returns).
+        return self.speak_jobs([prepared])[0]
+
+    def speak_jobs(self, batch: Sequence[Prepared]) -> list[Spoken]:
+        """Run the engine on prepared jobs, `engine_batch` engine calls at a time; never
+        raises (each job's error is in what it returns). Each job's `synth_s` is the time the
+        engine took for the whole batch: the jobs shared it.
 
         A job prepared while the engine ran the one before may have been canceled (or taken
         over) meanwhile: one read first, so it never reaches the engine (`Spoken` with neither
         audio nor error). Not for a job claimed just now (`FRESH_CLAIM_S`)."""
-        job = prepared.job
-        if time.monotonic() - prepared.claimed_at > FRESH_CLAIM_S and not self._still_ours(job):
-            return Spoken(None, None, 0.0)
+        now = time.monotonic()
+        live = [p for p in batch if now - p.claimed_at <= FRESH_CLAIM_S or self._still_ours(p.job)]
         started = time.perf_counter()
         try:
-            progress = JobProgress(self.store, job.id, self.instance)
-            out = speak(
-                prepared.request,
+            outs: list[SynthesisOutput | Exception] = speak_many(
+                [p.request for p in live],
                 self.engine,
+                batch=self.engine_batch,
                 max_stretch=self.max_stretch,
                 strict_duration=self.strict_duration,
                 max_strict_stretch=self.max_strict_stretch,
-                progress=progress,
+                progress=[JobProgress(self.store, p.job.id, self.instance) for p in live],
             )
-        except Exception as exc:
-            return Spoken(None, exc, time.perf_counter() - started)
-        return Spoken(out, None, time.perf_counter() - started)
+        except Exception as exc:  # a bug outside any one job: every job of the batch has it
+            outs = [exc] * len(live)
+        took = time.perf_counter() - started
+        spoken = {
+            id(p): Spoken(None, out, took)
+            if isinstance(out, Exception)
+            else Spoken(out, None, took)
+            for p, out in zip(live, outs, strict=True)
+        }
+        return [spoken.get(id(p), Spoken(None, None, 0.0)) for p in batch]
 
     def _still_ours(self, job: JobRecord) -> bool:
         try:
@@ -259,45 +271,3 @@ def run_synthesis(job_id: str, **worker: Any) -> SynthesisOutcome:
     """One job, all three steps in turn; `worker` holds `Synthesizer`'s fields (the unit
     tests' entry point)."""
     return Synthesizer(**worker).run(job_id)
-
-
-def speak(
-    request: JobRequest,
-    engine: Engine,
-    *,
-    max_stretch: float,
-    strict_duration: bool = False,
-    max_strict_stretch: float = 2.5,
-    progress: ProgressListener | None = None,
-) -> SynthesisOutput:
-    """Run the engine for one job (its reference audio already resolved): a timed script
-    spoken segment by segment, each fitted to its slot and placed at its start. Strict
-    (`strict_duration`, unless the request says), each segment fills exactly its slot.
-
-    `progress` hears segments done of total: the script's, or else the engine's own.
-    """
-    if not request.segments:
-        with progress_to(progress):
-            return engine.synthesize(request)
-    strict = request.strict_duration if request.strict_duration is not None else strict_duration
-    parts, warnings, rate = [], [], 0
-    total = len(request.segments)
-    if progress is not None:
-        progress(0, total)
-    for i, segment in enumerate(request.segments):
-        out = engine.synthesize(request.model_copy(update={"text": segment.text, "segments": None}))
-        rate = out.sample_rate
-        fitted, _, more = fit(
-            from_pcm16(out.pcm16),
-            rate,
-            target_s=segment.target_duration_s,
-            speed=request.speed,
-            max_stretch=request.max_stretch or max_stretch,
-            strict=strict,
-            max_strict_stretch=max_strict_stretch,
-        )
-        warnings += [f"segments[{i}]: {w}" for w in (*out.warnings, *more)]
-        parts.append((fitted, segment.start_s))
-        if progress is not None:
-            progress(i + 1, total)
-    return SynthesisOutput(pcm16(place(parts, rate)), rate, warnings)

@@ -16,7 +16,8 @@ from common.schemas.jobs import JobRecord, Progress, Stage
 from common.schemas.workers import EngineCapabilities
 from gpu_worker.engines.base import SynthesisOutput, report_progress
 from gpu_worker.progress import JobProgress
-from gpu_worker.synthesis import Next, run_synthesis, speak
+from gpu_worker.speech import speak
+from gpu_worker.synthesis import Next, run_synthesis
 from tests.support.stack import Stack
 
 

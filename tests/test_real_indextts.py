@@ -10,7 +10,9 @@ shows what the model was asked: 1.72 mel frames per code, 256 samples per frame.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -95,6 +97,7 @@ def real_stack(
         INDEXTTS_DEVICE="cpu",
         TTS_HEARTBEAT_TTL_S="60",  # a CPU job on 2 busy cores can outlast the default
         TTS_VISIBILITY_TIMEOUT_S="600",
+        TTS_ENGINE_BATCH="4",  # jobs that wait while the engine runs go through together
     )
     stack.worker = RealWorker("worker", stack.env, tmp / "logs" / "worker.log")
     for piece in (stack.api, stack.worker, stack.io):
@@ -234,6 +237,55 @@ def test_a_job_that_hits_max_mel_tokens_succeeds_with_a_warning(real_stack: Stac
     # Cut at the limit (the stop forced last), well short of the planted stop's CODES codes.
     assert int(45 * 1.72) * 256 <= samples(audio) <= int(50 * 1.72) * 256 < SEGMENT_SAMPLES
     assert wav_ok(audio) > 0.2
+
+
+def test_jobs_that_wait_together_go_through_the_engine_together(real_stack: Stack) -> None:
+    jobs = [
+        real_stack.submit(text="第一句。"),
+        real_stack.submit(text="The second line.", voice="narrator"),
+        real_stack.submit(text="第三句，用另一个声音。", voice="angry"),
+        real_stack.submit(text="A fourth line, cut short.", generation={"max_mel_tokens": 50}),
+        real_stack.submit(text="The fifth line.", emotion={"vector": {"sad": 0.5}}),
+    ]
+    ends = [audio_of(real_stack, job) for job in jobs]
+    lengths = [samples(audio) for _, audio in ends]
+    assert lengths[:3] == [SEGMENT_SAMPLES] * 3 and lengths[4] == SEGMENT_SAMPLES
+    assert lengths[3] < SEGMENT_SAMPLES and "max_mel_tokens (50)" in ends[3][0]["warnings"][0]
+    assert all(not done["warnings"] for i, (done, _) in enumerate(ends) if i != 3)
+    # The first is taken alone; the others wait for it, and share one GPT stage.
+    log = (real_stack.tmp / "logs" / "worker.log").read_text()
+    batches = re.findall(r"GPT stage: (\d+) segments in one batch", log)
+    assert batches and max(map(int, batches)) >= 2, log[-4000:]
+
+
+def test_batched_codes_and_audio_equal_unbatched_on_the_real_code(
+    real_stack: Stack, tiny_model: Path
+) -> None:
+    """Same requests one by one and all at once (two speakers of different lengths, an
+    emotion vector, an emotion reference, a line with settings of its own cut at the limit, an
+    unknown voice), deterministic decoding: the same codes, the same audio to a sample's LSB."""
+    data = Path(real_stack.env["TTS_DATA_DIR"])  # holds the worker's built normaliser rules
+    run = subprocess.run(
+        [
+            str(IVENV_PYTHON),
+            str(REPO / "tests/support/indextts_batched.py"),
+            str(tiny_model),
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["largest_batch"] == 4  # the four lines that share settings
+    assert report["batched_codes"] == report["single_codes"]
+    items = report["items"]
+    for item in items[:5]:
+        assert item["samples"][0] == item["samples"][1] and item["max_diff"] <= 2, item
+    assert items[4]["warnings"][0] == items[4]["warnings"][1] != []
+    assert items[5]["single"] == items[5]["batched"] and "nobody" in items[5]["batched"]
 
 
 def test_punctuation_only_text_is_refused_by_the_api_before_any_engine(real_stack: Stack) -> None:

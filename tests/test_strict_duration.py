@@ -21,7 +21,7 @@ from common.schemas.workers import EngineCapabilities
 from common.settings import Settings
 from common.worker.delivery import UploadPolicy
 from gpu_worker.engines.base import SynthesisOutput
-from gpu_worker.synthesis import speak
+from gpu_worker.speech import speak
 from tests.support.stack import Stack
 
 RATE = 22050  # eSpeak's rate

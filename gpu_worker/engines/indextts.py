@@ -22,11 +22,13 @@ torch is imported here only, when the model is built, in the process that runs t
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 import logging
 import re
 import warnings
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,7 +38,13 @@ from common.schemas.job_request import JobRequest
 from common.schemas.workers import EngineCapabilities
 from common.settings import Settings
 from gpu_worker.engines import indextts_layout as layouts
-from gpu_worker.engines.base import SynthesisOutput, report_progress
+from gpu_worker.engines.base import (
+    ProgressListener,
+    SynthesisOutput,
+    progress_to,
+    report_progress,
+)
+from gpu_worker.engines.indextts_batch import GptBatcher
 from gpu_worker.engines.indextts_compat import pin_hub_cache, tagger_cache
 from gpu_worker.voices import VoiceCache
 
@@ -161,6 +169,7 @@ class IndexTTS2Engine:
         # Upstream reports to its web UI's progress bar through this hook; so it reports to us.
         self.model.gr_progress = _upstream_progress
         self._infer_params = set(inspect.signature(self.model.infer).parameters)
+        self.batcher = GptBatcher(self.model, max_batch=settings.engine_batch)
         self.device = str(getattr(self.model, "device", settings.indextts_device or "auto"))
         #: What the model outputs; read from its first audio (warm-up), not assumed.
         self.sample_rate: int | None = None
@@ -230,7 +239,10 @@ class IndexTTS2Engine:
         return f"{dist} ({self.module_name}); weights {weights or '?'} from {self.model_dir}"
 
     def warmup(self) -> None:
-        self.synthesize(JobRequest(text="你好。", language="zh"))
+        hello = JobRequest(text="你好。", language="zh")
+        self.synthesize(hello)
+        if self.batcher.max_batch > 1:  # and the batch's threads, whose first run is slower
+            self.synthesize_many([hello] * self.batcher.max_batch, [None] * self.batcher.max_batch)
 
     # -- what it can do --------------------------------------------------------------------
 
@@ -321,11 +333,56 @@ class IndexTTS2Engine:
                     result = self._infer(speaker, request, forced)
                 except Exception as again:
                     raise self._classify(again) from again
+        return self._output(result, truncated or _warned_truncation(caught), kwargs)
+
+    def synthesize_many(
+        self, requests: Sequence[JobRequest], listeners: Sequence[ProgressListener | None]
+    ) -> list[SynthesisOutput | Exception]:
+        """Several requests at once, their GPT stages batched (`indextts_batch`); each answer
+        is its audio or its error. An item that fails in the batch runs again alone, through
+        `synthesize`, so it gets exactly what it would have got unbatched (the 2.0.1
+        truncation retry included)."""
+        if len(requests) == 1:
+            return [self._alone(requests[0], listeners[0])]
+
+        def item(request: JobRequest, listener: ProgressListener | None) -> Any:
+            speaker = self.voices.path(request.voice)
+            kwargs = self.infer_kwargs(request)
+            with self._inference_mode(), progress_to(listener):
+                return self._infer(speaker, request, kwargs), kwargs
+
+        calls = [functools.partial(item, r, p) for r, p in zip(requests, listeners, strict=True)]
+        # Upstream warns of a truncation per call; the batcher tells which item it was.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            outcomes = self.batcher.run(calls)
+        answers: list[SynthesisOutput | Exception] = []
+        for request, listener, outcome in zip(requests, listeners, outcomes, strict=True):
+            if outcome.error is not None or outcome.value is None:
+                answers.append(self._alone(request, listener))
+                continue
+            result, kwargs = outcome.value
+            try:
+                answers.append(self._output(result, outcome.truncated, kwargs))
+            except EngineInputError as exc:
+                answers.append(exc)
+        return answers
+
+    def _alone(
+        self, request: JobRequest, listener: ProgressListener | None
+    ) -> SynthesisOutput | Exception:
+        try:
+            with progress_to(listener):
+                return self.synthesize(request)
+        except Exception as exc:
+            return exc
+
+    def _output(self, result: Any, truncated: bool, kwargs: dict[str, Any]) -> SynthesisOutput:
         if result is None:
             raise EngineInputError("text: the model produced no audio for it")
         sample_rate, wav = result
         notes = []
-        if truncated or any("max_mel_tokens" in str(w.message) for w in caught):
+        if truncated:
             limit = kwargs.get("max_mel_tokens", "the engine's default")
             notes.append(
                 f"truncated: generation stopped at max_mel_tokens ({limit}), so the audio may "
@@ -347,7 +404,7 @@ class IndexTTS2Engine:
         return (
             isinstance(exc, RuntimeError)
             and "Sizes of tensors must match" in str(exc)
-            and any("max_mel_tokens" in str(w.message) for w in caught)
+            and _warned_truncation(caught)
             and hasattr(self.model, "stop_mel_token")
         )
 
@@ -393,6 +450,10 @@ class IndexTTS25Engine(IndexTTS2Engine):
     def _infer(self, speaker: str, request: JobRequest, kwargs: dict[str, Any]) -> Any:
         lang = request.language or ("zh" if _CJK.search(request.text) else "en")
         return self.model.infer(speaker, request.text, None, lang, **kwargs)
+
+
+def _warned_truncation(caught: list[warnings.WarningMessage]) -> bool:
+    return any("max_mel_tokens" in str(w.message) for w in caught)
 
 
 def to_pcm16(wav: Any) -> bytes:
