@@ -8,7 +8,9 @@ Direct: the engine built in this process, `synthesize()` timed per request. Queu
 (Redis, `ttsq api`, `ttsq worker`, `ttsq io`, S3 server, all on loopback) started by the test
 suite's harness; each request is submitted over HTTP and timed until the job is `succeeded`,
 one at a time (latency: `Prefer: wait` on a kept-alive connection, so the answer comes when the
-job ends, not at the next poll), then all at once (throughput, polled). Prints one JSON object.
+job ends, not at the next poll), then all at once (throughput, polled; with TTS_ENGINE_BATCH
+above 1 the waiting jobs go through the engine together). Every TTS_ and INDEXTTS_ variable of
+this environment reaches the stack. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import os
 import platform
 import statistics
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 
@@ -61,9 +64,11 @@ def direct(requests: list[JobRequest]) -> dict[str, Any]:
     }
 
 
-def through_queue(requests: list[JobRequest], backend: str) -> dict[str, Any]:
+def through_queue(requests: list[JobRequest], storage: Literal["s3", "local"]) -> dict[str, Any]:
+    # The engine's settings from this environment (the stack's own start from a clean one).
+    settings = {k: v for k, v in os.environ.items() if k.startswith(("TTS_", "INDEXTTS_"))}
     with (
-        bench_stack(TTS_BACKEND=backend) as stack,
+        bench_stack(storage=storage, **{"TTS_BACKEND": "espeak", **settings}) as stack,
         httpx.Client(
             base_url=stack.url, headers={**stack.headers(), "Prefer": "wait=60"}, timeout=90
         ) as http,
@@ -100,18 +105,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=40)
     parser.add_argument("--generation", default=None, help="JSON generation settings")
+    parser.add_argument("--storage", choices=("s3", "local"), default="s3")
+    parser.add_argument("--json", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     generation = json.loads(args.generation) if args.generation else None
     requests = [
         JobRequest(text=LINES[i % len(LINES)], generation=generation) for i in range(args.jobs)
     ]
-    backend = os.environ.get("TTS_BACKEND", "espeak")
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "engine_batch": int(os.environ.get("TTS_ENGINE_BATCH", "1")),
         "direct": direct(requests),
-        "queue": through_queue(requests, backend),
+        "queue": through_queue(requests, args.storage),
     }
     print(json.dumps(result, indent=2))
+    if args.json:  # an engine may print on stdout too (upstream IndexTTS2 does)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

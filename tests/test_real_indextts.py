@@ -288,6 +288,36 @@ def test_batched_codes_and_audio_equal_unbatched_on_the_real_code(
     assert items[5]["single"] == items[5]["batched"] and "nobody" in items[5]["batched"]
 
 
+def test_the_gpu_run_script_dry_runs_on_the_cpu(
+    real_stack: Stack, tiny_model: Path, tmp_path: Path
+) -> None:
+    """bench/gpu_run.sh --cpu: every step of the GPU run, small, on the CPU (the module's
+    tiny weights and the worker's built normaliser rules stand in for its first two minutes)."""
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    (work / "model").symlink_to(tiny_model)
+    cache = Path(real_stack.env["TTS_DATA_DIR"]) / "indextts-tagger-cache"
+    shutil.copytree(cache, work / "data" / cache.name)
+    out = tmp_path / "gpu_run.json"
+    run = subprocess.run(
+        ["bash", str(REPO / "bench/gpu_run.sh"), "--cpu", "--out", str(out)],
+        env={**os.environ, "WORK": str(work)},
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    engine = report["engine"]["fp32"]
+    assert engine["direct"]["rtf"] > 0 and engine["direct"]["gpt_tokens_per_s"] > 0
+    assert set(engine["batched"]) == {"1", "2"}
+    assert all(b["audio_s_per_engine_s"] > 0 for b in engine["batched"].values())
+    queue = report["queue_batch_2"]
+    assert queue["engine_batch"] == 2 and queue["queue"]["jobs"] == 2
+    assert queue["direct"]["engine"] == "index_tts2"
+
+
 def test_punctuation_only_text_is_refused_by_the_api_before_any_engine(real_stack: Stack) -> None:
     # Real 2.0.1 would make (random) sound of "…" or "!!!"; the API refuses such text first.
     r = httpx.post(f"{real_stack.url}/v1/jobs", json={"text": "…"}, headers=real_stack.headers())
