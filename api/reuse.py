@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from api.deps import Services
 from api.engine_check import Beats
-from common import keys
 from common.resultcache import ResultCache, cache_key
 from common.schemas.job_request import JobRequest
 from common.schemas.jobs import JobRecord
@@ -23,12 +22,6 @@ def key_for(
 
 def cached(svc: Services, key: str | None) -> bool:
     return key is not None and ResultCache(svc.store.redis, svc.storage).lookup(key) is not None
-
-
-async def cached_async(svc: Services, key: str | None) -> bool:
-    """`cached` on the event loop: whether the key has an entry (`ResultCache.serve` then
-    reads and checks it)."""
-    return key is not None and bool(await svc.aredis.exists(keys.result(key)))
 
 
 def answer_from_cache(svc: Services, job: JobRecord) -> JobRecord | None:

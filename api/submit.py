@@ -19,7 +19,7 @@ from kombu.exceptions import KombuError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Services
-from api.reuse import answer_from_cache, cached, cached_async, key_for
+from api.reuse import answer_from_cache, cached, key_for
 from api.text import check_text
 from api.url_guard import check_webhook_url
 from api.voice_upload import check_voices
@@ -70,8 +70,8 @@ async def accept(
     job that key made for this body (422 for another body).
 
     The common request (neither key, no uploaded voice, no webhook) is accepted on the event
-    loop: every step is a Redis call, one round trip with the result cache off and two with it
-    on. The rest is blocking Redis, DNS and broker I/O, done in one thread-pool hop."""
+    loop in one Redis round trip (`_accept_on_loop`). The rest is blocking Redis, DNS and
+    broker I/O, done in one thread-pool hop."""
     check_text(body.text, max_chars=svc.settings.max_text_chars)
     if request_key is None and idempotency_key is None and not _blocking_checks(body):
         return await _accept_on_loop(svc, owner, body)
@@ -87,20 +87,18 @@ def _blocking_checks(body: JobRequest) -> bool:
 
 
 async def _accept_on_loop(svc: Services, owner: str, body: JobRequest) -> Accepted:
-    """`_accept` for a request `_blocking_checks` passes, with no thread. A result-cache hit is
-    stored unpublished, then ended with a copy of the earlier audio by `_publish` (storage
-    I/O, in the thread pool)."""
+    """`_accept` for a request `_blocking_checks` passes, with no thread: one transaction
+    stores the job, sends its message unless the result cache holds its key, and reads its
+    place. A hit is stored unpublished, then ended with a copy of the earlier audio by
+    `_publish` (storage I/O, in the thread pool)."""
     beats = await svc.engine_view.beats_async()
     svc.engine_view.check(body, beats)
     key = key_for(svc, owner, body, beats)
-    hit = await cached_async(svc, key)
-    message = None if hit else partial(job_message, svc.celery)
-    job, position, mean_s = await svc.store.create_placed(
-        owner, body, message=message, cache_key=None if hit else key
-    )
-    if hit:
-        return Accepted(await publish(svc, job), True)
-    return Accepted(job, True, (position, mean_s))
+    message = partial(job_message, svc.celery)
+    placed = await svc.store.create_placed(owner, body, message=message, cache_key=key)
+    if placed.cached:
+        return Accepted(await publish(svc, placed.job), True)
+    return Accepted(placed.job, True, (placed.position, placed.mean_s))
 
 
 def _accept(

@@ -3,10 +3,12 @@ Redis, real local storage, the real synthesis, upload and sweeper functions (fak
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from common import keys
 from common.jobs.eta import estimate_wait_s, mean_synthesis_s
@@ -20,6 +22,8 @@ from common.voicestore import VoiceStore
 from common.worker.delivery import UploadPolicy, run_upload
 from gpu_worker.synthesis import run_synthesis
 from io_worker.sweeper import Sweeper
+from tests.support.servers import RedisServer
+from tests.support.stack import DB
 from tests.test_sweeper import Clock
 from tests.test_synthesis_unit import FakeEngine
 
@@ -272,3 +276,35 @@ def test_the_wait_estimate_counts_the_jobs_ahead_and_the_busy_workers_over_the_r
     assert estimate_wait_s(0, mean_s=mean_s, ready=1, busy=0) == 0.0
     assert estimate_wait_s(3, mean_s=mean_s, ready=0, busy=0) is None
     assert estimate_wait_s(3, mean_s=None, ready=1, busy=1) is None
+
+
+def test_a_submit_on_the_event_loop_holds_a_hit_back_and_sends_a_miss(
+    store: JobStore, redis_server: RedisServer
+) -> None:
+    """`create_placed`, the API's one round trip: a key the cache holds keeps the job's message
+    unsent (the job waits in the outbox for the API's copy); any other key sends it."""
+    hit_key = key(store)
+    assert hit_key is not None
+    store.redis.set(keys.result(hit_key), "{}")
+    request = JobRequest.model_validate(BASE)
+
+    def message(job: JobRecord) -> tuple[str, bytes]:
+        return "broker-list", job.id.encode()
+
+    async def submit_both() -> tuple[Any, Any]:
+        url = redis_server.url.removesuffix("/0") + f"/{DB['store']}"
+        aclient = aioredis.Redis.from_url(url)
+        api = JobStore(store.redis, aclient=aclient, job_ttl_s=60)
+        try:
+            hit = await api.create_placed("o", request, message=message, cache_key=hit_key)
+            miss = await api.create_placed("o", request, message=message, cache_key="another")
+            return hit, miss
+        finally:
+            await aclient.aclose()
+
+    hit, miss = asyncio.run(submit_both())
+    assert (hit.cached, miss.cached) == (True, False)
+    assert (hit.position, miss.position) == (0, 1)
+    assert store.redis.lrange("broker-list", 0, -1) == [miss.job.id.encode()]
+    outbox = store.redis.zrange(keys.UNPUBLISHED, 0, -1)
+    assert outbox == [hit.job.id.encode()]
