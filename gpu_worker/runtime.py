@@ -22,6 +22,7 @@ from common.voicestore import VoiceStore
 from common.worker.delivery import UploadHere, UploadPolicy
 from common.worker.heartbeat import Heartbeat
 from common.worker.lifecycle import Held, base, describe, patiently, stop_worker
+from gpu_worker.ends_heard import EndsHeard
 from gpu_worker.engines import load_engine
 from gpu_worker.engines.base import Engine
 from gpu_worker.pipeline import Pipeline
@@ -121,6 +122,7 @@ def start(settings: Settings, app: Celery) -> Runtime:
         if settings.upload_when_idle
         else None,
         engine_batch=settings.engine_batch,
+        ends=EndsHeard(client, heartbeat).start(),
     )
     pipeline = synthesis_pipeline(heartbeat, synthesizer, app, batch=settings.engine_batch)
     synthesizer.engine_idle = pipeline.idle
@@ -157,5 +159,7 @@ def stop() -> None:
     global _current
     if _current is not None:
         _current.pipeline.close()  # the job on the engine finishes and is handed on
+        if _current.synthesizer.ends is not None:
+            _current.synthesizer.ends.stop()
         _current.heartbeat.stop()
         _current = None

@@ -25,6 +25,7 @@ from common.retry import Retry
 from common.schemas.job_request import JobRequest
 from common.schemas.jobs import JobRecord, JobStatus
 from common.worker.joblog import job_log
+from gpu_worker.ends_heard import EndsHeard
 from gpu_worker.engines.base import Engine, SynthesisOutput
 from gpu_worker.progress import JobProgress
 from gpu_worker.reuse import serve_from_cache
@@ -62,7 +63,7 @@ class Prepared:
     request: JobRequest
     #: What the engine ignored of the job's request (`on_unsupported: ignore`).
     warnings: list[str] = field(default_factory=list)
-    #: When the claim read the job (`time.monotonic`).
+    #: When the claim was asked for (`time.monotonic`): the job is known as it was then.
     claimed_at: float = field(default_factory=time.monotonic)
 
 
@@ -112,6 +113,9 @@ class Synthesizer:
     engine_idle: Callable[[], bool] = lambda: False
     #: TTS_ENGINE_BATCH: engine calls given to the engine at once (`gpu_worker/speech.py`).
     engine_batch: int = 1
+    #: The ends announced while jobs wait for the engine (`gpu_worker/ends_heard.py`): asked
+    #: instead of reading a waiting job before the engine takes it, where it can tell.
+    ends: EndsHeard | None = None
 
     def run(self, job_id: str) -> SynthesisOutcome:
         prepared = self.prepare(job_id)
@@ -125,6 +129,7 @@ class Synthesizer:
         to run."""
         log = job_log(__name__, job_id)
         store, engine, instance = self.store, self.engine, self.instance
+        asked = time.monotonic()
         claim = store.claim(
             job_id, instance, is_alive=self.is_alive, max_attempts=self.max_attempts
         )
@@ -152,7 +157,7 @@ class Synthesizer:
                 return SynthesisOutcome(Next.done)
         except Exception as exc:
             return self._settle(exc, job)
-        return Prepared(job, request, warnings=ignored)
+        return Prepared(job, request, warnings=ignored, claimed_at=asked)
 
     def speak_job(self, prepared: Prepared) -> Spoken:
         return self.speak_jobs([prepared])[0]
@@ -163,10 +168,10 @@ class Synthesizer:
         engine took for the whole batch: the jobs shared it.
 
         A job prepared while the engine ran the one before may have been canceled (or taken
-        over) meanwhile: one read first, so it never reaches the engine (`Spoken` with neither
-        audio nor error). Not for a job claimed just now (`FRESH_CLAIM_S`)."""
+        over) meanwhile: then it never reaches the engine (`Spoken` with neither audio nor
+        error). `_still_ours` tells, with no round trip where the ends heard can."""
         now = time.monotonic()
-        live = [p for p in batch if now - p.claimed_at <= FRESH_CLAIM_S or self._still_ours(p.job)]
+        live = [p for p in batch if self._still_ours(p, now)]
         started = time.perf_counter()
         try:
             outs: list[SynthesisOutput | Exception] = speak_many(
@@ -189,12 +194,19 @@ class Synthesizer:
         }
         return [spoken.get(id(p), Spoken(None, None, 0.0)) for p in batch]
 
-    def _still_ours(self, job: JobRecord) -> bool:
+    def _still_ours(self, prepared: Prepared, now: float) -> bool:
+        """Not for a job claimed just now (`FRESH_CLAIM_S`: the claim is that read); else what
+        the ends heard say (`EndsHeard.ended`), or where they cannot tell, one read."""
+        if now - prepared.claimed_at <= FRESH_CLAIM_S:
+            return True
+        ended = self.ends.ended(prepared.job.id, prepared.claimed_at) if self.ends else None
+        if ended is not None:
+            return not ended
         try:
-            now = self.store.get(job.id)
+            job = self.store.get(prepared.job.id)
         except redis.RedisError:
             return True  # cannot tell: run it, and `finish` finds out
-        return now is not None and now.status == JobStatus.running and now.worker == self.instance
+        return job is not None and job.status == JobStatus.running and job.worker == self.instance
 
     def finish(self, prepared: Prepared, spoken: Spoken) -> SynthesisOutcome:
         """Hand the audio to the uploader (the job moves to `uploading`), or settle the

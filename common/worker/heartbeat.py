@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +64,19 @@ class Heartbeat(Every):
         self._lock = threading.Lock()
         #: Orders the writes: held across one, which writes the latest `beat`.
         self._writing = threading.Lock()
+        #: When the last write succeeded, and since when every write came within `ttl_s` of
+        #: the one before (`time.monotonic`): the key has existed all that while.
+        self._written_at: float | None = None
+        self._unbroken_since = 0.0
+
+    def unbroken_since(self, since: float) -> bool:
+        """Whether this worker's key has existed from `since` (`time.monotonic`) until now:
+        then no sweeper can have taken its jobs over (it takes them only from a worker whose
+        key expired). A second's margin for the write's own time."""
+        written_at = self._written_at
+        if written_at is None:
+            return False
+        return self._unbroken_since <= since and time.monotonic() - written_at < self.ttl_s - 1
 
     def update(self, **fields: object) -> None:
         self._write(lambda _: fields)
@@ -99,7 +113,11 @@ class Heartbeat(Every):
             with self._lock:
                 beat = self.beat
             try:
+                asked = time.monotonic()
                 write_heartbeat(self.client, beat, self.ttl_s)
+                if self._written_at is None or asked - self._written_at >= self.ttl_s - 1:
+                    self._unbroken_since = asked
+                self._written_at = asked
             except redis.RedisError as exc:
                 log.warning("heartbeat not written (%s); retrying", type(exc).__name__)
 
