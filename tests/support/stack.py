@@ -108,10 +108,16 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> Stack:
+    def start(self, ready_s: float = 60) -> Stack:
+        """Start the three pieces and wait until the stack is ready; a stack that never gets
+        ready is stopped before the error is raised, so no piece outlives its caller."""
         for piece in (self.api, self.worker, self.io):
             piece.start()
-        self.wait_ready()
+        try:
+            self.wait_ready(ready_s)
+        except AssertionError:
+            self.stop()
+            raise
         return self
 
     def wait_api(self, timeout: float = 30) -> None:
