@@ -1,20 +1,40 @@
 """The synthesis process's ear for job ends (`gpu_worker/ends_heard.py`), against a real Redis:
 an end announced by the job store is heard, and where it cannot be told (the subscription came
-up after the claim, it was cut, the heartbeat lapsed) the answer is None, so the job is read."""
+up after the claim, it was cut, the heartbeat lapsed) the answer is None, so the job is read.
+
+A Redis server of this file's own: cutting the subscription kills every pub/sub connection on
+the server, and on the session's Redis that cut other tests' stacks (their API's end watcher,
+and their Celery worker's, which then took no more messages).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import redis
 
 from common.jobs.store import JobStore, utcnow
 from common.schemas.job_request import JobRequest
 from common.schemas.workers import WorkerHeartbeat
 from common.worker.heartbeat import Heartbeat
 from gpu_worker.ends_heard import EndsHeard
-from tests.support.servers import wait_for
+from tests.support.servers import RedisServer, wait_for
+
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(Path(tmp_path_factory.mktemp("ends-heard-redis"))).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def store(own_redis: RedisServer) -> JobStore:
+    """A job store on this file's own Redis (shadows the session's `store`)."""
+    return JobStore(redis.Redis.from_url(own_redis.url), job_ttl_s=60)
 
 
 def heartbeat(store: JobStore, *, ttl_s: float = 5) -> Heartbeat:
