@@ -254,7 +254,10 @@ def test_a_restart_of_ttsq_up_mid_run_costs_the_worker_no_segment(up: Up, prompt
     jobs = [j for j in up.jobs() if j["input"]["metadata"].get("route") == "synthesize"]
     assert len(jobs) == len(run), [j["input"]["text"] for j in jobs]
     assert up.engine_calls() == len(run)  # none synthesised twice
-    assert stop_s < 10 and back_s < 6
+    # Bounds against a hang, well inside the client's budget (3 tries over about 3 s, then 4
+    # retries 2 s apart): the delivered segments above are what the test proves. A
+    # fresh-clone run after the whole suite once took 6.2 s to answer again.
+    assert stop_s < 10 and back_s < 10
 
 
 def _answers(base: str) -> bool:
