@@ -102,7 +102,7 @@ class EndsHeard:
             with self._lock:
                 if message["type"] == "subscribe":
                     self._up_since = now
-                if message["type"] == "message":
+                elif message["type"] == "message":
                     self._note(message["data"], now)
                 self._answered_at = now
 
