@@ -86,6 +86,18 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(10)
 
+    def wait_written(self, text: str, timeout: float = 30) -> None:
+        """Until `text` is in the append-only file: what a SIGKILL from then on cannot lose.
+
+        Redis writes its AOF after each event-loop turn, but with `appendfsync everysec` it
+        holds the write back (up to 2 s) while the last second's fsync is still running, as a
+        loaded machine's often is; a kill in that window forgets the writes, as
+        docs/RELIABILITY.md says. A test that kills Redis to test what follows a claim waits
+        for the job itself to be on file first."""
+        aof = self.data_dir / "appendonly.aof"
+        wanted = text.encode()
+        wait_for(lambda: aof.exists() and wanted in aof.read_bytes(), timeout, f"{text} on file")
+
     def restart(self, down_s: float = 0.0) -> None:
         self.stop()
         time.sleep(down_s)  # the outage the test asked for: a duration
