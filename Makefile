@@ -16,15 +16,17 @@ $(STAMP): pyproject.toml tools/constraints-dev.txt
 install: $(STAMP)
 
 # The real IndexTTS2 code (PyPI's tts-webui-index-tts 2.0.1) for tests/test_real_indextts.py:
-# its own venv (it needs numpy<2), CPU torch, no weights (the tests build tiny random ones).
+# its own venv, on upstream's own pins (tools/constraints-indextts.txt, from its uv.lock), CPU
+# torch, no weights (the tests build tiny random ones).
 IVENV ?= .venv-indextts
 ISTAMP := $(IVENV)/.installed
+ICONS := -c tools/constraints-indextts.txt
 
-$(ISTAMP): pyproject.toml tools/requirements-indextts.txt tools/requirements-indextts-nodeps.txt
+$(ISTAMP): pyproject.toml tools/requirements-indextts.txt tools/requirements-indextts-nodeps.txt tools/constraints-indextts.txt
 	test -x $(IVENV)/bin/python || $(PY) -m venv $(IVENV)
 	$(IVENV)/bin/python -m pip install --quiet --upgrade pip
-	$(IVENV)/bin/python -m pip install --quiet -r tools/requirements-indextts.txt -e .
-	$(IVENV)/bin/python -m pip install --quiet --no-deps -r tools/requirements-indextts-nodeps.txt
+	$(IVENV)/bin/python -m pip install --quiet $(ICONS) -r tools/requirements-indextts.txt -e .
+	$(IVENV)/bin/python -m pip install --quiet --no-deps $(ICONS) -r tools/requirements-indextts-nodeps.txt
 	rm -f $(IVENV)/lib/python3.11/site-packages/torchaudio/lib/*.so
 	$(IVENV)/bin/python -c "import torchaudio.compliance.kaldi, indextts.infer_v2"
 	touch $(ISTAMP)
