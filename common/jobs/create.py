@@ -8,10 +8,11 @@ from typing import NamedTuple, cast
 
 from redis.asyncio.client import Pipeline as AsyncPipeline
 from redis.client import Pipeline
+from redis.commands.core import AsyncScript
 
 from common import keys
-from common.jobs.base import Message, StoreBase, log, new_job_id, place, score
-from common.jobs.eta import mean_of
+from common.jobs.base import Message, StoreBase, log, new_job_id, score
+from common.jobs.eta import RECENT, mean_of
 from common.jobs.order import queued_score
 from common.schemas.job_request import JobRequest
 from common.schemas.jobs import AudioInfo, JobRecord, JobStatus
@@ -19,17 +20,29 @@ from common.schemas.jobs import AudioInfo, JobRecord, JobStatus
 #: An earlier job a repeated request may join: one that has not failed or been canceled.
 REUSABLE = {JobStatus.queued, JobStatus.running, JobStatus.succeeded}
 
-#: A new job's message, unless the result cache holds its key (KEYS: the cache entry, the
-#: outbox, the broker list; ARGV: the outbox score, the job id, the message). A hit is held
-#: in the outbox instead, for the API to end with a copy of the audio (or to publish, if no
-#: copy can be made; else the sweeper does): 1 for a hit, 0 for a message pushed.
-PUSH_UNLESS_CACHED = """
-if redis.call('exists', KEYS[1]) == 1 then
-  redis.call('zadd', KEYS[2], ARGV[1], ARGV[2])
-  return 1
+#: Every write of a new job, as one command: its record, its owner's list, the queued set,
+#: and either its message pushed to the broker list or its id held in the outbox (no message
+#: given; or, with a cache key to check, a result cache hit, which the API ends with a copy of
+#: the audio, else publishes, else the sweeper does). With the "place" flag it also reads the
+#: job's rank in the queue and the recent synthesis times (`Creation.create_placed`).
+#: KEYS: the record, the owner's jobs, queued, outbox, broker list, cache entry to check (or
+#: ""), recent synthesis times. ARGV: the record's JSON, the id, the creation score, the
+#: queued score, the outbox score, the message (or ""), "place" (or "").
+#: Returns 1 for a hit held in the outbox, else 0; with "place", {that, rank, times}.
+NEW_JOB = f"""
+local id = ARGV[2]
+redis.call('set', KEYS[1], ARGV[1])
+redis.call('zadd', KEYS[2], ARGV[3], id)
+redis.call('zadd', KEYS[3], ARGV[4], id)
+local held = 0
+if ARGV[6] == '' or (KEYS[6] ~= '' and redis.call('exists', KEYS[6]) == 1) then
+  redis.call('zadd', KEYS[4], ARGV[5], id)
+  if ARGV[6] ~= '' then held = 1 end
+else
+  redis.call('lpush', KEYS[5], ARGV[6])
 end
-redis.call('lpush', KEYS[3], ARGV[3])
-return 0
+if ARGV[7] == '' then return held end
+return {{held, redis.call('zrank', KEYS[3], id), redis.call('lrange', KEYS[7], 0, {RECENT - 1})}}
 """
 
 
@@ -46,6 +59,8 @@ class Placed(NamedTuple):
 
 class Creation(StoreBase):
     """New jobs."""
+
+    _new_job_script: AsyncScript | None = None
 
     def create(
         self,
@@ -69,18 +84,16 @@ class Creation(StoreBase):
         message: Message | None = None,
         cache_key: str | None = None,
     ) -> Placed:
-        """`create` on the event loop, with the new job's `place_async` read in the same
-        transaction, and with `cache_key` and `message`, its message sent unless the result
-        cache holds the key (`PUSH_UNLESS_CACHED`): a submit is one round trip."""
-        pipe = self.aio().pipeline(transaction=True)
-        job = self.add_job(
-            owner, request, pipe, cache_key=cache_key, message=message, unless_cached=True
+        """`create` on the event loop, with the new job's place read by the same command, and
+        with `cache_key` and `message`, its message sent unless the result cache holds the key:
+        a submit is one command, one round trip, one reply (`NEW_JOB`)."""
+        job, keys_, args = self._new_job(
+            owner, request, cache_key=cache_key, message=message, unless_cached=True
         )
-        sent = len(pipe) - 1  # the message's command, add_job's last
-        place(pipe, job.id)
-        replies = await pipe.execute()
-        cached = cache_key is not None and message is not None and replies[sent] == 1
-        return Placed(job, replies[-2], mean_of(replies[-1]), cached)
+        if self._new_job_script is None:  # registered once: EVALSHA, loaded when Redis lacks it
+            self._new_job_script = self.aio().register_script(NEW_JOB)
+        held, rank, recent = await self._new_job_script(keys_, [*args, "place"])
+        return Placed(job, rank, mean_of(recent), held == 1)
 
     def create_once(
         self,
@@ -142,26 +155,57 @@ class Creation(StoreBase):
         message: Message | None = None,
         unless_cached: bool = False,
     ) -> JobRecord:
-        """Queue a new job's writes on `pipe`. With `message` (the job's broker list and
-        synthesis message, `broker.job_message`) the message is pushed in the same
-        transaction: the job is published as it is stored and never enters the outbox, which
-        is for jobs published after their transaction (`mark_published`). With
-        `unless_cached` and a `cache_key`, a hit is held in the outbox instead
-        (`PUSH_UNLESS_CACHED`); the message's command is the last queued here."""
+        """Queue a new job's writes on `pipe`, one command (`NEW_JOB`). With `message` (the
+        job's broker list and synthesis message, `broker.job_message`) the message is pushed in
+        the same transaction: the job is published as it is stored and never enters the
+        outbox, which is for jobs published after their transaction (`mark_published`). With
+        `unless_cached` and a `cache_key`, a hit is held in the outbox instead."""
+        job, keys_, args = self._new_job(
+            owner,
+            request,
+            batch_id=batch_id,
+            ref=ref,
+            cache_key=cache_key,
+            message=message,
+            unless_cached=unless_cached,
+        )
+        pipe.eval(NEW_JOB, len(keys_), *keys_, *args, "")
+        return job
+
+    def _new_job(
+        self,
+        owner: str,
+        request: JobRequest,
+        *,
+        batch_id: str | None = None,
+        ref: str | None = None,
+        cache_key: str | None = None,
+        message: Message | None = None,
+        unless_cached: bool = False,
+    ) -> tuple[JobRecord, list[str], list[str | bytes | float]]:
+        """A new job's record, and `NEW_JOB`'s keys and arguments (all but "place")."""
         now = self.clock()
         job = JobRecord(id=new_job_id(), owner=owner, request=request, created_at=now)
         job.batch_id, job.ref, job.cache_key = batch_id, ref, cache_key
-        pipe.set(keys.job(job.id), job.model_dump_json())
-        pipe.zadd(keys.owner_jobs(owner), {job.id: score(now)})
-        pipe.zadd(keys.QUEUED, {job.id: queued_score(job)})
+        queue, body = message(job) if message is not None else ("", "")
+        check = keys.result(cache_key) if unless_cached and cache_key and message else ""
+        keys_ = [
+            keys.job(job.id),
+            keys.owner_jobs(owner),
+            keys.QUEUED,
+            keys.UNPUBLISHED,
+            queue,
+            check,
+            keys.RECENT_SYNTH_S,
+        ]
         held = score(now + self.publish_grace)
-        if message is None:
-            pipe.zadd(keys.UNPUBLISHED, {job.id: held})
-        elif unless_cached and cache_key is not None:
-            queue, body = message(job)
-            where = (keys.result(cache_key), keys.UNPUBLISHED, queue)
-            pipe.eval(PUSH_UNLESS_CACHED, len(where), *where, held, job.id, body)
-        else:
-            pipe.lpush(*message(job))
+        args: list[str | bytes | float] = [
+            job.model_dump_json(),
+            job.id,
+            score(now),
+            queued_score(job),
+            held,
+            body,
+        ]
         log.info("[job %s] queued", job.id, extra={"job_id": job.id})
-        return job
+        return job, keys_, args
