@@ -1,9 +1,11 @@
 """The job store's plumbing, which every part of it builds on: the clients, the clock, and
 `change`, the one place where a job's record changes.
 
-Each change is an optimistic transaction (WATCH / MULTI): it reads the record, checks that the
-change is allowed from the current status, and writes the record and the indexes together, so
-a crash never leaves a job half-moved. Times come from an injected clock.
+Each change is optimistic: it reads the record, checks that the change is allowed from the
+current status, and writes the record and the indexes together in one script that first checks
+the record is still the one read (`APPLY_IF_UNCHANGED`; else it reads again and retries), so a
+crash never leaves a job half-moved and a concurrent change is never overwritten. Two round
+trips, a read and a write, where WATCH / MULTI took three. Times come from an injected clock.
 """
 
 from __future__ import annotations
@@ -25,6 +27,20 @@ from common.errors import NotFound
 from common.jobs.eta import recent_synthesis_s
 from common.schemas.jobs import JobRecord, JobStatus, Stage
 from common.webhooks import END_EVENTS, emit_job_event
+
+#: A change's writes, applied only if the job's record is still the one its change read
+#: (KEYS[1]: the record; ARGV[1]: the record as read, then each write as its word count and its
+#: words, as redis-py queued them). 1 when applied, 0 when the record had changed.
+APPLY_IF_UNCHANGED = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1
+"""
 
 Clock = Callable[[], datetime]
 #: A new job's broker list and the message to push there (`broker.job_message`).
@@ -58,6 +74,7 @@ class StoreBase:
         publish_grace_s: float = 20.0,
     ) -> None:
         self.redis = client
+        self._apply_if_unchanged = client.register_script(APPLY_IF_UNCHANGED)
         #: The API's event-loop client, for the `_async` methods (None in the workers).
         self.aredis = aclient
         self.job_ttl = timedelta(seconds=job_ttl_s)
@@ -96,37 +113,34 @@ class StoreBase:
     def change(
         self, job_id: str, change: Callable[[JobRecord, Pipeline], T]
     ) -> tuple[T | None, JobRecord | None]:
-        """Run `change` on the record inside WATCH/MULTI; write it back if `change` altered it."""
+        """Run `change` on the record; write it back with what `change` queued on its pipeline
+        (never executed: its queue is the list of writes), unless the record changed since it
+        was read, and then run `change` again on the new record."""
         key = keys.job(job_id)
-        out: list[tuple[T | None, JobRecord | None]] = []
-        before: list[tuple[JobStatus, Stage | None]] = []
-
-        def txn(pipe: Pipeline) -> None:
-            out.clear()
-            raw = cast(bytes | None, pipe.get(key))
+        while True:
+            raw = cast(bytes | None, self.redis.get(key))
             if raw is None:
-                out.append((None, None))
-                return
+                return None, None
             job = JobRecord.model_validate_json(raw)
-            before.clear()
-            before.append((job.status, job.stage))
-            pipe.multi()
+            before = (job.status, job.stage)
+            pipe = self.redis.pipeline(transaction=False)
             result = change(job, pipe)
             if job.stage != Stage.synthesizing:
                 job.progress = None  # the engine's progress means nothing once it has stopped
             after = job.model_dump_json()
             if after != raw.decode():
                 pipe.set(key, after)
-            if job.status.terminal and not before[0][0].terminal:
+            if job.status.terminal and not before[0].terminal:
                 # The end, announced with the ended record: a waiter answers from it.
                 pipe.publish(keys.JOB_ENDED_CHANNEL, after)
-            out.append((result, job))
-
-        self.redis.transaction(txn, key)
-        job = out[0][1]
-        if job is not None and before and before[0] != (job.status, job.stage):
-            log_change(job, *before[0])
-        return out[0]
+            writes: list[Any] = [raw]
+            for args, _ in pipe.command_stack:
+                writes += [len(args), *args]
+            if len(writes) == 1 or self._apply_if_unchanged([key], writes):
+                break
+        if before != (job.status, job.stage):
+            log_change(job, *before)
+        return result, job
 
 
 def log_change(job: JobRecord, status: JobStatus, stage: Stage | None) -> None:
