@@ -82,10 +82,13 @@ def _basic(token: str) -> tuple[str, str]:
     return user, password
 
 
-async def get_owner(request: Request, services: Svc) -> str:
+async def get_owner(request: Request) -> str:
     """The name the presented key belongs to; 401 for a missing or unknown key. Both
     dependencies are `async def` though they never wait: FastAPI runs a plain `def` dependency
-    in the thread pool, a thread switch each way on every request."""
+    in the thread pool, a thread switch each way on every request. The services are taken from
+    the app here, not as a dependency of this one: one dependency fewer for FastAPI to solve
+    on every request."""
+    services: Services = request.app.state.services
     if not services.api_keys:
         return ANONYMOUS
     presented = presented_key(request)
