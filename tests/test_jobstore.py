@@ -91,3 +91,42 @@ def test_requeue_only_from_the_named_worker(store: JobStore) -> None:
     assert requeued and requeued.status == JobStatus.queued and requeued.stage is None
     assert store.queue_position(job.id) == 0
     assert store.requeue(job.id, stage=Stage.uploading) is False
+
+
+def counting_reads(store: JobStore) -> list[str]:
+    """Record each read of a job's record by `store` (its client's GET)."""
+    reads: list[str] = []
+    get = store.redis.get
+
+    def counted(name: str) -> object:
+        reads.append(name)
+        return get(name)
+
+    store.redis.get = counted  # type: ignore[method-assign]
+    return reads
+
+
+def test_a_worker_changes_a_job_it_claimed_without_reading_it_again(store: JobStore) -> None:
+    from common.schemas.jobs import AudioInfo
+
+    job = store.create("o", JobRequest(text="a"))
+    reads = counting_reads(store)
+    store.claim(job.id, "w", is_alive=alive, max_attempts=3)
+    assert len(reads) == 1  # the claim reads the record the API wrote
+    assert store.mark_synthesized(job.id, "w", WAV, synth_s=1, duration_s=1, warnings=[])
+    audio = AudioInfo(key="k", sample_rate=1, duration_s=1, size_bytes=1, sha256="0" * 64)
+    ended = store.mark_succeeded(job.id, audio)
+    assert ended is not None and ended.status == JobStatus.succeeded
+    assert len(reads) == 1  # the hand-off and the end started from what the claim wrote
+
+
+def test_a_change_made_elsewhere_since_this_process_wrote_the_job_is_not_overwritten(
+    store: JobStore,
+) -> None:
+    job = store.create("o", JobRequest(text="a"))
+    store.claim(job.id, "w", is_alive=alive, max_attempts=3)
+    elsewhere = JobStore(store.redis, job_ttl_s=60)  # the API, canceling
+    assert elsewhere.cancel(job.id, "o").status == JobStatus.canceled
+    assert not store.mark_synthesized(job.id, "w", WAV, synth_s=1, duration_s=1, warnings=[])
+    assert store.get(job.id).status == JobStatus.canceled  # type: ignore[union-attr]
+    assert store.handoff_audio(job.id) is None

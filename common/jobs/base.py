@@ -5,7 +5,9 @@ Each change is optimistic: it reads the record, checks that the change is allowe
 current status, and writes the record and the indexes together in one script that first checks
 the record is still the one read (`APPLY_IF_UNCHANGED`; else it reads again and retries), so a
 crash never leaves a job half-moved and a concurrent change is never overwritten. Two round
-trips, a read and a write, where WATCH / MULTI took three. Times come from an injected clock.
+trips, a read and a write, where WATCH / MULTI took three; one where this process wrote the
+record last (`Written`: the synthesis process's hand-off and end follow its own claim), as the
+script's check then stands for the read. Times come from an injected clock.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -61,6 +65,29 @@ def score(at: datetime) -> float:
     return at.timestamp()
 
 
+class Written:
+    """The records this process wrote last, by job id (the latest `SIZE` jobs it changed), so
+    that its next change of one starts from it instead of a read. Trusted only through
+    `APPLY_IF_UNCHANGED`'s check: if anyone wrote the record since, the change reads it and
+    runs again. Never kept for an ended job."""
+
+    SIZE = 256
+
+    def __init__(self) -> None:
+        self._records: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, job_id: str) -> bytes | None:
+        with self._lock:
+            return self._records.pop(job_id, None)
+
+    def keep(self, job_id: str, raw: bytes) -> None:
+        with self._lock:
+            self._records[job_id] = raw
+            while len(self._records) > self.SIZE:
+                self._records.popitem(last=False)
+
+
 class StoreBase:
     """The clients, the clock, and the one transaction every change runs in."""
 
@@ -75,6 +102,7 @@ class StoreBase:
     ) -> None:
         self.redis = client
         self._apply_if_unchanged = client.register_script(APPLY_IF_UNCHANGED)
+        self._written = Written()
         #: The API's event-loop client, for the `_async` methods (None in the workers).
         self.aredis = aclient
         self.job_ttl = timedelta(seconds=job_ttl_s)
@@ -115,10 +143,13 @@ class StoreBase:
     ) -> tuple[T | None, JobRecord | None]:
         """Run `change` on the record; write it back with what `change` queued on its pipeline
         (never executed: its queue is the list of writes), unless the record changed since it
-        was read, and then run `change` again on the new record."""
+        was read, and then run `change` again on the new record. The record this process
+        wrote last stands for the read (`Written`), checked by the write; a change that writes
+        nothing is only trusted on a record read."""
         key = keys.job(job_id)
+        remembered = self._written.take(job_id)
         while True:
-            raw = cast(bytes | None, self.redis.get(key))
+            raw = remembered or cast(bytes | None, self.redis.get(key))
             if raw is None:
                 return None, None
             job = JobRecord.model_validate_json(raw)
@@ -136,8 +167,13 @@ class StoreBase:
             writes: list[Any] = [raw]
             for args, _ in pipe.command_stack:
                 writes += [len(args), *args]
-            if len(writes) == 1 or self._apply_if_unchanged([key], writes):
+            if len(writes) == 1 and remembered is None:
                 break
+            if len(writes) > 1 and self._apply_if_unchanged([key], writes):
+                if not job.status.terminal:
+                    self._written.keep(job_id, after.encode())
+                break
+            remembered = None  # read it: it was changed, or nothing was written
         if before != (job.status, job.stage):
             log_change(job, *before)
         return result, job
