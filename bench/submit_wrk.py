@@ -1,5 +1,6 @@
 """Submit throughput against `/health`, side by side: target >= 0.4, and above a plain
-FastAPI endpoint that only calls Celery's `delay()` (issue 14, target 3).
+FastAPI endpoint that only calls Celery's `delay()` (issue 14, target 3); issue 23 asks for
+0.75 (`met_hot_path`).
 
     .venv/bin/python -m bench.submit_wrk [--seconds 10]
 
@@ -30,6 +31,8 @@ from tests.support.servers import REPO, free_port, wait_for
 from tests.support.stack import KEYS
 
 TARGET = 0.4
+#: Issue 23's target for the same ratio.
+TARGET_HOT_PATH = 0.75
 POST = """wrk.method = "POST"
 wrk.body = '{"text": "Submit throughput."}'
 wrk.headers["Content-Type"] = "application/json"
@@ -125,6 +128,7 @@ def main() -> None:
                 "met_ratio": ratio >= TARGET,
                 "met_above_plain_delay": submit > plain_delay,
                 "met": ratio >= TARGET and submit > plain_delay,
+                "met_hot_path": ratio >= TARGET_HOT_PATH,
             },
             indent=2,
         )
