@@ -70,3 +70,49 @@ def test_the_real_engine_venv_has_the_constrained_versions() -> None:
     assert wrong == {}, "installed, constrained"
     for core in ("numpy", "librosa", "transformers", "torchaudio", "safetensors"):
         assert installed[core] == wanted[core], core
+
+
+def test_the_generator_takes_what_uv_sync_installs_here_and_nothing_else() -> None:
+    """`resolved` on a small lock: the fork for CPython 3.11 on x86_64 Linux, a dependency's
+    extra followed, and what only an extra of upstream's own (the web UI) or another platform
+    needs left out."""
+    from tools.indextts_lock import resolved
+
+    pypi = {"registry": "https://pypi.org/simple"}
+    old, new = "python_full_version < '3.11'", "python_full_version >= '3.11'"
+    lock = {
+        "package": [
+            {
+                "name": "indextts",
+                "version": "2.0.0",
+                "source": {"editable": "."},
+                "dependencies": [
+                    {"name": "numpy"},
+                    {"name": "scipy", "version": "1.16.2", "source": pypi, "marker": new},
+                    {"name": "scipy", "version": "1.15.3", "source": pypi, "marker": old},
+                    {"name": "fugashi", "extra": ["unidic-lite"]},
+                    {"name": "wetext", "marker": "sys_platform != 'linux'"},
+                ],
+                "optional-dependencies": {"webui": [{"name": "gradio"}]},
+            },
+            {"name": "numpy", "version": "2.2.6", "source": pypi},
+            {"name": "scipy", "version": "1.15.3", "source": pypi, "resolution-markers": [old]},
+            {"name": "scipy", "version": "1.16.2", "source": pypi, "resolution-markers": [new]},
+            {
+                "name": "fugashi",
+                "version": "1.5.1",
+                "source": pypi,
+                "optional-dependencies": {"unidic-lite": [{"name": "unidic-lite"}]},
+            },
+            {"name": "unidic-lite", "version": "1.0.8", "source": pypi},
+            {"name": "wetext", "version": "0.1.0", "source": pypi},
+            {"name": "gradio", "version": "5.45.0", "source": pypi},
+            {"name": "torch", "version": "2.8.0+cu128", "source": pypi},
+        ]
+    }
+    assert resolved(lock) == {
+        "numpy": "2.2.6",
+        "scipy": "1.16.2",
+        "fugashi": "1.5.1",
+        "unidic-lite": "1.0.8",
+    }
