@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+
 import pytest
 
+from common import keys
 from common.errors import Conflict
 from common.jobs.store import ClaimResult, JobStore
 from common.schemas.job_request import JobRequest
@@ -130,3 +135,68 @@ def test_a_change_made_elsewhere_since_this_process_wrote_the_job_is_not_overwri
     assert not store.mark_synthesized(job.id, "w", WAV, synth_s=1, duration_s=1, warnings=[])
     assert store.get(job.id).status == JobStatus.canceled  # type: ignore[union-attr]
     assert store.handoff_audio(job.id) is None
+
+
+class LosesOneScriptReply:
+    """A TCP proxy to Redis that, after forwarding the first `EVALSHA`, closes the client's
+    connection instead of passing the reply back: the script ran, its caller never heard."""
+
+    def __init__(self, redis_port: int) -> None:
+        self.redis_port = redis_port
+        self.asked, self.lost = threading.Event(), threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self.listener.accept()
+            upstream = socket.create_connection(("127.0.0.1", self.redis_port))
+            threading.Thread(target=self._ask, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._answer, args=(upstream, client), daemon=True).start()
+
+    def _ask(self, client: socket.socket, upstream: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                if b"EVALSHA" in data and not self.lost.is_set():
+                    self.asked.set()
+                upstream.sendall(data)
+
+    def _answer(self, upstream: socket.socket, client: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := upstream.recv(65536):
+                if self.asked.is_set() and not self.lost.is_set():
+                    self.lost.set()  # the script's reply, never passed on
+                    break
+                client.sendall(data)
+        for end in (client, upstream):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)  # wakes the other thread's recv, sends the FIN
+            end.close()
+
+
+def test_a_change_whose_reply_was_lost_is_not_made_twice(store: JobStore) -> None:
+    """redis-py sends a command again when the connection drops before its reply: the claim's
+    script ran once, and its second run answers that it did (not a second attempt counted)."""
+    import redis
+
+    from common.jobs.base import APPLY_IF_UNCHANGED
+
+    job = store.create("o", JobRequest(text="a"))
+    port = store.redis.connection_pool.connection_kwargs["port"]
+    db = store.redis.connection_pool.connection_kwargs.get("db", 0)
+    proxy = LosesOneScriptReply(port)
+    client = redis.Redis(
+        port=proxy.port,
+        db=db,
+        retry=redis.retry.Retry(redis.backoff.NoBackoff(), retries=2),
+        retry_on_error=[redis.ConnectionError],
+    )
+    client.script_load(APPLY_IF_UNCHANGED)
+    worker = JobStore(client, job_ttl_s=60)
+    claim = worker.claim(job.id, "w", is_alive=alive, max_attempts=3)
+    assert proxy.lost.is_set()  # the first reply was lost, and the command sent again
+    assert claim.result == ClaimResult.run
+    assert claim.job is not None and claim.job.attempts == 1
+    assert store.get(job.id).attempts == 1  # type: ignore[union-attr]
+    assert store.redis.zscore(keys.RUNNING, job.id) is not None

@@ -33,11 +33,18 @@ from common.schemas.jobs import JobRecord, JobStatus, Stage
 from common.webhooks import END_EVENTS, emit_job_event
 
 #: A change's writes, applied only if the job's record is still the one its change read
-#: (KEYS[1]: the record; ARGV[1]: the record as read, then each write as its word count and its
-#: words, as redis-py queued them). 1 when applied, 0 when the record had changed.
+#: (KEYS[1]: the record; ARGV[1]: the record as read, ARGV[2]: as the change leaves it, then
+#: each write as its word count and its words, as redis-py queued them). 1 when applied, 0 when
+#: the record had changed. A record that is already the new one was changed by this very script:
+#: redis-py sends a command again when its reply is lost with the connection, and the second
+#: run must answer as the first did, not make the change a second time.
 APPLY_IF_UNCHANGED = """
-if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
-local i = 2
+local now = redis.call('get', KEYS[1])
+if now ~= ARGV[1] then
+  if now == ARGV[2] then return 1 end
+  return 0
+end
+local i = 3
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + n))
@@ -164,12 +171,12 @@ class StoreBase:
             if job.status.terminal and not before[0].terminal:
                 # The end, announced with the ended record: a waiter answers from it.
                 pipe.publish(keys.JOB_ENDED_CHANNEL, after)
-            writes: list[Any] = [raw]
+            writes: list[Any] = [raw, after]
             for args, _ in pipe.command_stack:
                 writes += [len(args), *args]
-            if len(writes) == 1 and remembered is None:
+            if len(writes) == 2 and remembered is None:
                 break
-            if len(writes) > 1 and self._apply_if_unchanged([key], writes):
+            if len(writes) > 2 and self._apply_if_unchanged([key], writes):
                 if not job.status.terminal:
                     self._written.keep(job_id, after.encode())
                 break
