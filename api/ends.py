@@ -9,6 +9,13 @@ while they wait, and one that ends costs it nothing more.
 Pub/sub is not durable: a message published while the subscription is down is lost. So each
 time the subscription comes up, every waiter reads its job again; and while it is down, every
 waiter reads once per `fallback_s` (polling, only then).
+
+A waiter reads its job once when it starts, for an end announced before it was watching,
+unless the caller took a `mark` before the record it holds was read or written: when the
+subscription stayed up from that mark on, every end since was heard, either while watching or
+before (the ids heard in the last `HEARD_S` are kept), so the record in hand is current unless
+an end was heard for it. A request that waits for the job it has just stored (`Prefer: wait`,
+`/synthesize`) then costs Redis nothing after the store.
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import redis
 import redis.asyncio as aioredis
@@ -25,6 +35,19 @@ import redis.asyncio as aioredis
 from common import keys
 
 log = logging.getLogger(__name__)
+
+#: Ended job ids are kept this long for a waiter that starts after the end was heard; a mark
+#: older than this is not trusted (the waiter reads).
+HEARD_S = 30.0
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A moment the subscription was up (`EndWatcher.mark`): which time it had come up, and
+    when (`time.monotonic`)."""
+
+    session: int
+    at: float
 
 
 class Woken(asyncio.Event):
@@ -42,17 +65,30 @@ class EndWatcher:
         #: The process is stopping: every waiter answers now with what it has.
         self.stopping = False
         self._waiters: dict[str, set[Woken]] = {}
+        #: Counts the times the subscription came up: a mark of another session is stale.
+        self._session = 0
+        #: The job ids heard ended in the last `HEARD_S`, oldest first (`time.monotonic`).
+        self._heard: OrderedDict[str, float] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def mark(self) -> Mark | None:
+        """Now, if the subscription is up: taken before the record a waiter will hold is read
+        or written, it lets `watch` skip the first read. None when it is down."""
+        self._ensure_listening()
+        return Mark(self._session, time.monotonic()) if self.subscribed else None
+
     @contextlib.contextmanager
-    def watch(self, job_id: str) -> Iterator[Woken]:
-        """An event set when `job_id` may have ended (and once at the start, so the caller
-        reads the record after subscribing: an end just before cannot be missed). The caller
-        clears it, reads the record, and waits again."""
+    def watch(self, job_id: str, since: Mark | None = None) -> Iterator[Woken]:
+        """An event set when `job_id` may have ended. It is set once at the start too, so the
+        caller reads the record after subscribing and an end just before cannot be missed,
+        unless `since` (a `mark` taken before the caller's record was read or written) shows
+        that every end from then on was heard, and none for this job. The caller clears it,
+        reads the record, and waits again."""
         self._ensure_listening()
         event = Woken()
-        event.set()
+        if not self._heard_all_since(since) or job_id in self._heard:
+            event.set()
         self._waiters.setdefault(job_id, set()).add(event)
         try:
             yield event
@@ -74,11 +110,21 @@ class EndWatcher:
             with contextlib.suppress(asyncio.CancelledError, RuntimeError):
                 await self._task
 
+    def _heard_all_since(self, since: Mark | None) -> bool:
+        return (
+            since is not None
+            and self.subscribed
+            and since.session == self._session
+            and time.monotonic() - since.at < HEARD_S
+        )
+
     def _ensure_listening(self) -> None:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._loop is not loop:
-            # A new event loop (tests start one per client) strands the old one's waiters.
+            # A new event loop (tests start one per client) strands the old one's waiters,
+            # and its subscription is not this one.
             self._waiters.clear()
+            self.subscribed = False
             self._loop = loop
             self._task = loop.create_task(self._listen(), name="ttsq-job-ends")
 
@@ -90,6 +136,7 @@ class EndWatcher:
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(keys.JOB_ENDED_CHANNEL)
+                    self._session += 1
                     self.subscribed = True
                     self._wake_all()  # whatever ended while we were not listening
                     while True:
@@ -110,6 +157,14 @@ class EndWatcher:
         # An id alone is what a worker of an older release announces: its waiters read.
         record = data if data.startswith(b"{") else None
         job_id = json.loads(data)["id"] if record is not None else data.decode()
+        now = time.monotonic()
+        self._heard[job_id] = now
+        self._heard.move_to_end(job_id)
+        while self._heard:
+            oldest, at = next(iter(self._heard.items()))
+            if now - at < HEARD_S:
+                break
+            del self._heard[oldest]
         for event in self._waiters.get(job_id, ()):
             event.record = record
             event.set()

@@ -19,6 +19,7 @@ from kombu.exceptions import KombuError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Services
+from api.ends import Mark
 from api.reuse import answer_from_cache, cached, key_for
 from api.text import check_text
 from api.url_guard import check_webhook_url
@@ -154,13 +155,17 @@ def _publish(svc: Services, job: JobRecord) -> JobRecord:
     return job
 
 
-async def wait_for_end(svc: Services, job: JobRecord, wait_s: float) -> JobRecord:
+async def wait_for_end(
+    svc: Services, job: JobRecord, wait_s: float, since: Mark | None = None
+) -> JobRecord:
     """Wait until the job ends or `wait_s` passes. No thread is held and Redis is not polled
     while waiting: the end is announced with the ended record (`api/ends.py`), and the record
-    is read only when the subscription could not bring it. A server shutting down ends every
-    wait at once (`EndWatcher.stop_waiting`): the job stays queued and a retry joins it."""
+    is read only when the subscription could not bring it, or once at the start unless `since`
+    (`EndWatcher.mark`, taken before `job` was read or stored) shows every end since was
+    heard. A server shutting down ends every wait at once (`EndWatcher.stop_waiting`): the
+    job stays queued and a retry joins it."""
     deadline = time.monotonic() + wait_s
-    with svc.ends.watch(job.id) as maybe_ended:
+    with svc.ends.watch(job.id, since) as maybe_ended:
         while not job.status.terminal and not svc.ends.stopping:
             try:
                 await asyncio.wait_for(maybe_ended.wait(), deadline - time.monotonic())

@@ -109,3 +109,43 @@ def test_waiters_read_again_while_redis_is_down_and_once_it_is_back(
         await watcher.close()
 
     asyncio.run(main())
+
+
+def test_a_mark_spares_the_first_read_unless_an_end_may_have_been_missed(
+    own_redis: RedisServer,
+) -> None:
+    """A waiter with a `mark` taken before its record was read starts unset: every end since
+    was heard. An end heard before it started watching still wakes it, and a mark from before
+    the subscription went down is not trusted."""
+    client = redis.Redis.from_url(own_redis.url)
+    store = JobStore(client, job_ttl_s=60)
+    ends_first, waits, later = (store.create("o", JobRequest(text=t)) for t in "abc")
+
+    async def main() -> None:
+        watcher = EndWatcher(own_redis.url, fallback_s=0.2)
+        assert watcher.mark() is None  # not subscribed yet: no promise
+        await subscribed(watcher)
+        mark = watcher.mark()
+        assert mark is not None
+        await asyncio.to_thread(store.fail, ends_first.id, "x", "before the wait", retryable=False)
+        deadline = asyncio.get_running_loop().time() + 5
+        while ends_first.id not in watcher._heard:
+            assert asyncio.get_running_loop().time() < deadline, "the end was never heard"
+            await asyncio.sleep(0.01)
+        with watcher.watch(ends_first.id, mark) as ended:
+            assert ended.is_set()  # heard before the wait: it reads
+        with watcher.watch(waits.id, mark) as ended:
+            assert not ended.is_set()  # nothing to read: no end since the mark was its
+            await asyncio.to_thread(store.fail, waits.id, "x", "during the wait", retryable=False)
+            assert await woken(ended, 2)
+            assert ended.record is not None
+        client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        deadline = asyncio.get_running_loop().time() + 5
+        while watcher.mark() is not None and watcher.mark().session == mark.session:
+            assert asyncio.get_running_loop().time() < deadline, "never subscribed again"
+            await asyncio.sleep(0.01)
+        with watcher.watch(later.id, mark) as ended:
+            assert ended.is_set()  # the subscription went down since: it reads
+        await watcher.close()
+
+    asyncio.run(main())

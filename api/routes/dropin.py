@@ -110,8 +110,9 @@ async def synthesize(
 ) -> Response:
     body = await parse(request, SynthesizeRequest)
     warnings = await engine_warnings(svc, body.tts_backend)
+    since = svc.ends.mark()
     job, more = await _accept_one(svc, owner, body, caller=caller_label(request))
-    job = succeeded(await wait_for_end(svc, job, svc.settings.synthesize_wait_s), svc)
+    job = succeeded(await wait_for_end(svc, job, svc.settings.synthesize_wait_s, since), svc)
     assert job.audio is not None
     warnings += more + job.warnings
     headers = warnings_header(warnings)
@@ -163,12 +164,13 @@ async def synthesize_batch(request: Request, svc: Svc, owner: Owner) -> BatchRes
     if batch.merge and len({(r.output_format, r.sample_rate) for r in batch.requests}) > 1:
         raise BadRequest("requests: merge needs one output_format and sample_rate for all")
     caller = caller_label(request)
+    since = svc.ends.mark()
     jobs = [
         (await _accept_one(svc, owner, body, f"requests[{i}]: ", caller))[0]
         for i, body in enumerate(batch.requests)
     ]
     wait_s = svc.settings.synthesize_wait_s
-    ended = await asyncio.gather(*(wait_for_end(svc, job, wait_s) for job in jobs))
+    ended = await asyncio.gather(*(wait_for_end(svc, job, wait_s, since) for job in jobs))
     done = [succeeded(job, svc, f"requests[{i}]: ") for i, job in enumerate(ended)]
     segments = [
         BatchSegment(

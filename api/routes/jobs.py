@@ -56,13 +56,14 @@ async def _submit(
     response: Response,
     idempotency_key: str | None = None,
 ) -> JobResource:
+    since = svc.ends.mark() if wait_s else None
     accepted = await accept(svc, owner, body, idempotency_key=idempotency_key)
     job, place = accepted.job, accepted.place
     if not accepted.new:
         response.headers["Idempotent-Replayed"] = "true"
     if wait_s:
         response.headers["Preference-Applied"] = f"wait={wait_s:g}"
-        job, place = await wait_for_end(svc, job, wait_s), None
+        job, place = await wait_for_end(svc, job, wait_s, since), None
     response.status_code = 200 if job.status.terminal else 202
     response.headers["Location"] = f"{svc.settings.base_url}/v1/jobs/{job.id}"
     try:

@@ -82,11 +82,12 @@ async def _answer(svc: Svc, owner: str, route: str, request: Request, mapped: Ma
     caller = caller_label(request)
     if caller:
         mapped.job.metadata["caller"] = caller
+    since = svc.ends.mark()
     try:
         accepted = await accept(svc, owner, mapped.job, request_key=fingerprint(route, mapped.job))
     except Unprocessable as exc:
         raise BadRequest(exc.message, code=exc.code) from None
-    job = await wait_for_end(svc, accepted.job, svc.settings.synthesize_wait_s)
+    job = await wait_for_end(svc, accepted.job, svc.settings.synthesize_wait_s, since)
     headers = _headers(job, mapped.warnings)
     try:
         job = succeeded(job, svc)
