@@ -191,3 +191,23 @@ def test_an_upload_that_fails_here_goes_to_the_io_worker(store: JobStore) -> Non
     upload(store, job.id, storage)  # the I/O worker's attempt
     done = store.get(job.id)
     assert done and done.status == JobStatus.succeeded
+
+
+def test_audio_that_cannot_be_delivered_here_fails_the_job_with_the_reason(
+    store: JobStore,
+) -> None:
+    """The delivery runs on its own thread while the hand-off is written; its error still
+    ends the job as the I/O worker's would."""
+    job = store.create("o", JobRequest(text="hi"))
+    storage = FakeStorage()
+    worker = finisher(store, storage, idle=True)
+    worker.engine = EmptyEngine()
+    assert worker.run(job.id).next == Next.done
+    failed = store.get(job.id)
+    assert failed and failed.status == JobStatus.failed and failed.error
+    assert failed.error.code == "postprocess_failed" and not storage.objects
+
+
+class EmptyEngine(FakeEngine):
+    def synthesize(self, request: JobRequest) -> SynthesisOutput:
+        return SynthesisOutput(pcm16=b"", sample_rate=100)
