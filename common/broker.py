@@ -106,8 +106,9 @@ def make_celery(settings: Settings, main: str = "ttsq") -> Celery:
         # The synthesis child says it is up only after its engine is loaded and warm; Celery's
         # default (4 s) would kill it mid-load and start another, for ever.
         worker_proc_alive_timeout=settings.engine_start_timeout_s,
-        # Flower's view of the queue.
+        # Flower's view of the queue, sent after each task is on its way (`worker/consumer.py`).
         worker_send_task_events=True,
+        worker_consumer="common.worker.consumer:Consumer",
         task_send_sent_event=True,
         task_track_started=True,
         worker_hijack_root_logger=False,
