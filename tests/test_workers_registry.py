@@ -4,6 +4,7 @@ cost stays the same however many jobs are stored, and an expired worker drops ou
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,3 +71,31 @@ def test_the_event_loop_reads_the_same_workers(store: JobStore) -> None:
             await client.aclose()
 
     assert asyncio.run(read()) == ["synth@a"]
+
+
+def test_a_held_job_is_in_the_heartbeat_at_once_without_the_caller_waiting(
+    store: JobStore,
+) -> None:
+    """`Heartbeat.hold` does not wait for Redis; its thread writes the job into the key at
+    once, not at the next beat (a minute away here), and a release takes it out again."""
+    from common.worker.heartbeat import Heartbeat
+    from common.worker.registry import current_jobs
+    from tests.support.servers import wait_for
+
+    client = store.redis
+    hb = Heartbeat(client, beat("synth@h"), interval_s=60, ttl_s=120)
+    hb.start()
+    try:
+        wait_for(lambda: "synth@h" in current_jobs(client), 5, "the first beat")
+        with hb._writing:  # a write in progress, as on a slow Redis: `hold` does not wait
+            holding = threading.Thread(target=hb.hold, args=("job-1",))
+            holding.start()
+            holding.join(5)
+            assert not holding.is_alive()
+        wait_for(lambda: current_jobs(client)["synth@h"] == {"job-1"}, 5, "the hold written")
+        hb.release("job-1")
+        assert current_jobs(client)["synth@h"] == set()
+    finally:
+        hb.stop()
+        hb.join(5)
+    assert "synth@h" not in current_jobs(client)

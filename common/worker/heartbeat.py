@@ -32,14 +32,17 @@ class Every(threading.Thread):
 
     def run(self) -> None:
         while True:
-            try:
-                self.fn()
-            except (redis.RedisError, OperationalError) as exc:
-                log.warning("%s: Redis unavailable (%s); trying again", self.name, exc)
-            except Exception:
-                log.exception("%s failed; next try in %ss", self.name, self.interval_s)
+            self._call(self.fn)
             if self._stop_event.wait(self.interval_s):
                 return
+
+    def _call(self, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except (redis.RedisError, OperationalError) as exc:
+            log.warning("%s: Redis unavailable (%s); trying again", self.name, exc)
+        except Exception:
+            log.exception("%s failed; next try in %ss", self.name, self.interval_s)
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -47,7 +50,8 @@ class Every(threading.Thread):
 
 class Heartbeat(Every):
     """Renew this worker's heartbeat key; `refresh` supplies fields that change while it runs
-    (the voices an engine can use now, read live)."""
+    (the voices an engine can use now, read live). What `hold` changes, its thread writes at
+    once, between beats."""
 
     def __init__(
         self,
@@ -68,6 +72,21 @@ class Heartbeat(Every):
         #: the one before (`time.monotonic`): the key has existed all that while.
         self._written_at: float | None = None
         self._unbroken_since = 0.0
+        #: Set by `hold`: write the beat now, not at the next interval.
+        self._soon = threading.Event()
+
+    def run(self) -> None:
+        due = 0.0  # when the next whole beat (with `refresh`) is due, `time.monotonic`
+        while not self._stop_event.is_set():
+            if time.monotonic() >= due:
+                self._call(self._beat)
+                due = time.monotonic() + self.interval_s
+            else:
+                self._call(lambda: self._write(lambda _: {}))  # the beat as `hold` left it
+            self._soon.wait(max(0.0, due - time.monotonic()))
+            # Cleared after the wait and before the write: a `hold` made meanwhile is written
+            # by the write that follows.
+            self._soon.clear()
 
     def unbroken_since(self, since: float) -> bool:
         """Whether this worker's key has existed from `since` (`time.monotonic`) until now:
@@ -88,9 +107,15 @@ class Heartbeat(Every):
             self.beat = self.beat.model_copy(update=fields)
 
     def hold(self, job_id: str) -> None:
-        """Say (in Redis, before returning) that this worker holds `job_id`; call it before
-        claiming the job, so the sweeper never sees it claimed by a worker not holding it."""
-        self._write(lambda beat: {"holding": [*beat.holding, job_id]})
+        """Say that this worker holds `job_id`, before claiming it: the heartbeat's thread
+        writes it at once, while the caller claims. The sweeper takes a job from a live worker
+        whose heartbeat does not hold it only `TTS_STUCK_GRACE_S` after its claim
+        (`io_worker/sweeper.py`), so the write must land well within that, not before the
+        claim; waiting for it was a round trip on every job's path (0.4-0.6 ms on a 2-core VM,
+        `bench/overhead.py`)."""
+        with self._lock:
+            self.beat = self.beat.model_copy(update={"holding": [*self.beat.holding, job_id]})
+        self._soon.set()
 
     def release(self, job_id: str, **fields: object) -> None:
         self._write(lambda beat: {"holding": [j for j in beat.holding if j != job_id], **fields})
@@ -123,5 +148,6 @@ class Heartbeat(Every):
 
     def stop(self) -> None:
         super().stop()
+        self._soon.set()
         with contextlib.suppress(redis.RedisError):
             remove_heartbeat(self.client, self.beat.instance)
