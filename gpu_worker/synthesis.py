@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,6 @@ from gpu_worker.uploaded_voices import UploadedVoices, resolve_references
 from gpu_worker.url_voices import UrlVoices
 
 if TYPE_CHECKING:
-    from common.audio.deliver import Delivered
     from common.worker.delivery import UploadHere  # it imports `backoff` from here
 
 
@@ -222,8 +220,6 @@ class Synthesizer:
             return SynthesisOutcome(Next.done)
         wav = encode_wav(out.pcm16, out.sample_rate)
         here = self.upload_here if self.upload_here is not None and self.engine_idle() else None
-        # Delivered here, the audio is post-processed while the hand-off is written.
-        delivering = here.start(job, wav) if here is not None else None
         if not self.store.mark_synthesized(
             job.id,
             self.instance,
@@ -241,7 +237,7 @@ class Synthesizer:
             return SynthesisOutcome(Next.done)
         log.info("synthesised %.2fs of audio in %.2fs", out.duration_s, spoken.synth_s)
         if here is not None:
-            return _upload_here(here, job, wav, delivering)
+            return _upload_here(here, job, wav)
         return SynthesisOutcome(Next.upload if self.upload_message is None else Next.uploading)
 
     def _settle(self, exc: Exception, job: JobRecord) -> SynthesisOutcome:
@@ -271,14 +267,12 @@ class Synthesizer:
         return SynthesisOutcome(Next.retry, retry_in=delay)
 
 
-def _upload_here(
-    here: UploadHere, job: JobRecord, wav: bytes, delivering: Future[Delivered] | None
-) -> SynthesisOutcome:
+def _upload_here(here: UploadHere, job: JobRecord, wav: bytes) -> SynthesisOutcome:
     """One attempt in this process; anything short of an ended job goes to the I/O worker
     (`Next.upload`), which makes its own attempts with back-off. The hand-off holds the audio
     meanwhile, and the lease covers a process that dies in the attempt."""
     try:
-        outcome = here(job, wav, delivering)
+        outcome = here(job, wav)
     except Exception:
         job_log(__name__, job.id).exception("upload here failed; the I/O worker uploads")
         return SynthesisOutcome(Next.upload)

@@ -10,15 +10,13 @@ from the job id and only one run can mark the job succeeded.
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from common.audio.deliver import Delivered, deliver
+from common.audio.deliver import deliver
 from common.errors import PermanentError, StorageUnavailable
 from common.jobs.store import JobStore
 from common.resultcache import ResultCache
 from common.retry import Retry
-from common.schemas.job_request import JobRequest
 from common.schemas.jobs import AudioInfo, JobRecord, JobStatus, Stage
 from common.settings import Settings
 from common.storage import Storage, audio_key
@@ -66,36 +64,15 @@ class UploadPolicy:
 @dataclass(frozen=True)
 class UploadHere:
     """The upload's first attempt made by a synthesis process whose engine has nothing else
-    to do (`Synthesizer.upload_here`): `store_audio` on the audio it has in hand.
-
-    `start` begins the delivery (`deliver`: loudness, peak, format) on a thread of its own as
-    soon as the engine's audio is there, so it runs while the caller writes the hand-off: the
-    two took 1.8 and 1.3 ms one after the other on the path of a job's answer
-    (`bench/overhead.py`, 2-core VM), and need each other only for the upload itself."""
+    to do (`Synthesizer.upload_here`): `store_audio` on the audio it has in hand."""
 
     store: JobStore
     storage: Storage
     policy: UploadPolicy
-    _pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="ttsq-deliver"),
-        compare=False,
-        repr=False,
-    )
 
-    def start(self, job: JobRecord, wav: bytes) -> Future[Delivered]:
-        return self._pool.submit(delivered, wav, job.request, self.policy)
-
-    def __call__(
-        self, job: JobRecord, wav: bytes, delivering: Future[Delivered] | None = None
-    ) -> UploadOutcome:
+    def __call__(self, job: JobRecord, wav: bytes) -> UploadOutcome:
         return store_audio(
-            job,
-            wav,
-            store=self.store,
-            storage=self.storage,
-            attempt=0,
-            policy=self.policy,
-            delivering=delivering,
+            job, wav, store=self.store, storage=self.storage, attempt=0, policy=self.policy
         )
 
 
@@ -119,17 +96,6 @@ def run_upload(
     return store_audio(job, data, store=store, storage=storage, attempt=attempt, policy=policy)
 
 
-def delivered(data: bytes, request: JobRequest, policy: UploadPolicy) -> Delivered:
-    """The engine's WAV as `request` asked for it, fitted as the policy allows."""
-    return deliver(
-        data,
-        request,
-        max_stretch=policy.max_stretch,
-        strict_duration=policy.strict_duration,
-        max_strict_stretch=policy.max_strict_stretch,
-    )
-
-
 def store_audio(
     job: JobRecord,
     data: bytes,
@@ -138,15 +104,19 @@ def store_audio(
     storage: Storage,
     attempt: int,
     policy: UploadPolicy,
-    delivering: Future[Delivered] | None = None,
 ) -> UploadOutcome:
     """The attempt itself, on a job whose upload this caller holds (its lease is current)
-    and the engine's WAV `data`: deliver it (or take the delivery already `delivering`),
-    put it in storage, end the job."""
+    and the engine's WAV `data`: deliver it, put it in storage, end the job."""
     job_id = job.id
     log = job_log(__name__, job_id)
     try:
-        out = delivering.result() if delivering else delivered(data, job.request, policy)
+        out = deliver(
+            data,
+            job.request,
+            max_stretch=policy.max_stretch,
+            strict_duration=policy.strict_duration,
+            max_strict_stretch=policy.max_strict_stretch,
+        )
     except PermanentError as exc:
         log.error("failed: post-processing: %s", exc.message)
         store.fail(
