@@ -97,7 +97,6 @@ def make_celery(settings: Settings, main: str = "ttsq") -> Celery:
             "unacked_restore_interval": max(1, min(60, settings.visibility_timeout_s // 10)),
             "unacked_restore_throttle": 1,
             "socket_keepalive": True,
-            "retry_on_timeout": True,
             # One list per step; BRPOP takes step 0 first (see `common/jobs/order.py`).
             "priority_steps": list(keys.BROKER_PRIORITY_STEPS),
         },

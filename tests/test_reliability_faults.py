@@ -152,6 +152,25 @@ def test_redis_restart_keeps_queued_and_running_jobs_and_everyone_reconnects(
     assert stack.wait_end(after["id"])["status"] == "succeeded"
 
 
+def test_workers_take_jobs_again_after_only_their_pubsub_connections_are_cut(
+    make_stack: MakeStack,
+) -> None:
+    """A cut that takes only the pub/sub connections (a proxy's idle timeout, CLIENT KILL):
+    the workers' Celery consumers reconnect and take the next job. With redis-py's one retry
+    (`retry_on_timeout`), the consumer's read reconnected by itself and then waited on the new
+    connection for a message that never came: no job was taken again, and nothing was
+    logged."""
+    stack = make_stack().start()
+    before = stack.submit(text="before the cut")
+    assert stack.wait_end(before["id"])["status"] == "succeeded"
+    client = redis.Redis.from_url(stack.redis.url)
+    assert client.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 2  # both workers'
+    after = stack.submit(text="after the cut", metadata={"probe": probe()})
+    done = stack.wait_end(after["id"], timeout=30)
+    assert done["status"] == "succeeded", done
+    assert calls(stack.ledger, done["input"]["metadata"]["probe"]) == 1
+
+
 def test_storage_outage_is_retried_with_backoff_until_storage_returns(
     make_stack: MakeStack,
 ) -> None:
