@@ -25,7 +25,6 @@ import contextlib
 import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ import redis
 import redis.asyncio as aioredis
 
 from common import keys
+from common.jobs.heard import HeardEnds
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,8 @@ class EndWatcher:
         self._waiters: dict[str, set[Woken]] = {}
         #: Counts the times the subscription came up: a mark of another session is stale.
         self._session = 0
-        #: The job ids heard ended in the last `HEARD_S`, oldest first (`time.monotonic`).
-        self._heard: OrderedDict[str, float] = OrderedDict()
+        #: The job ids heard ended in the last `HEARD_S`.
+        self._heard = HeardEnds(HEARD_S)
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -157,14 +157,7 @@ class EndWatcher:
         # An id alone is what a worker of an older release announces: its waiters read.
         record = data if data.startswith(b"{") else None
         job_id = json.loads(data)["id"] if record is not None else data.decode()
-        now = time.monotonic()
-        self._heard[job_id] = now
-        self._heard.move_to_end(job_id)
-        while self._heard:
-            oldest, at = next(iter(self._heard.items()))
-            if now - at < HEARD_S:
-                break
-            del self._heard[oldest]
+        self._heard.note(job_id, time.monotonic())
         for event in self._waiters.get(job_id, ()):
             event.record = record
             event.set()

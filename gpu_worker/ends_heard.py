@@ -31,6 +31,7 @@ from typing import Any
 import redis
 
 from common import keys
+from common.jobs.heard import HeardEnds
 from common.worker.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,7 @@ class EndsHeard:
     def __init__(self, client: redis.Redis, heartbeat: Heartbeat) -> None:
         self.client, self.heartbeat = client, heartbeat
         self._lock = threading.Lock()
-        #: Ended job ids, and when each was heard (`time.monotonic`), oldest first.
-        self._ended: dict[str, float] = {}
+        self._ended = HeardEnds(HORIZON_S)
         #: Since when the subscription has been up, and when it last answered; None when down.
         self._up_since: float | None = None
         self._answered_at = 0.0
@@ -107,14 +107,9 @@ class EndsHeard:
                 self._answered_at = now
 
     def _note(self, record: bytes, now: float) -> None:
-        """Remember an ended job's id (`record` is its ended record), forgetting old ones."""
+        """Remember an ended job's id (`record` is its ended record)."""
         try:
             job_id = json.loads(record)["id"]
         except (ValueError, KeyError, TypeError):
             return
-        self._ended[job_id] = now
-        while self._ended:
-            oldest, at = next(iter(self._ended.items()))
-            if now - at <= HORIZON_S:
-                break
-            del self._ended[oldest]
+        self._ended.note(job_id, now)
