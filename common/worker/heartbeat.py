@@ -103,8 +103,7 @@ class Heartbeat(Every):
     def note(self, **fields: object) -> None:
         """Change fields in memory only: the next beat writes them. For the engine's thread,
         which must not wait on Redis between jobs."""
-        with self._lock:
-            self.beat = self.beat.model_copy(update=fields)
+        self._change(lambda _: fields)
 
     def hold(self, job_id: str) -> None:
         """Say that this worker holds `job_id`, before claiming it: the heartbeat's thread
@@ -113,8 +112,7 @@ class Heartbeat(Every):
         (`io_worker/sweeper.py`), so the write must land well within that, not before the
         claim; waiting for it was a round trip on every job's path (0.4-0.6 ms on a 2-core VM,
         `bench/overhead.py`)."""
-        with self._lock:
-            self.beat = self.beat.model_copy(update={"holding": [*self.beat.holding, job_id]})
+        self._change(lambda beat: {"holding": [*beat.holding, job_id]})
         self._soon.set()
 
     def release(self, job_id: str, **fields: object) -> None:
@@ -129,9 +127,13 @@ class Heartbeat(Every):
                 log.exception("heartbeat refresh failed; keeping the last values")
         self._write(lambda _: fields)
 
-    def _write(self, change: Callable[[WorkerHeartbeat], dict[str, Any]]) -> None:
+    def _change(self, change: Callable[[WorkerHeartbeat], dict[str, Any]]) -> None:
+        """The beat in memory changed by the fields `change` gives for it."""
         with self._lock:
             self.beat = self.beat.model_copy(update=change(self.beat))
+
+    def _write(self, change: Callable[[WorkerHeartbeat], dict[str, Any]]) -> None:
+        self._change(change)
         # One write at a time, each of the state as it is when its turn comes: the key never
         # goes back to an older state (the sweeper trusts `holding`).
         with self._writing:
