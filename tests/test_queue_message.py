@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import redis
 
 from common import keys
 from common.broker import (
+    _template,
+    celery_message,
     make_celery,
     publish_synthesis,
     publish_upload,
@@ -68,3 +71,33 @@ def test_the_upload_message_is_the_one_send_task_pushes(tmp_path: Path) -> None:
         assert shape(ours) == shape(theirs)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("priority", [0, 6])
+def test_a_message_from_the_template_is_the_one_celery_builds_for_the_same_ids(
+    priority: int,
+) -> None:
+    app = make_celery(Settings())
+    job_id, task_id, tag = "fedcba9876543210fedcba9876543210", "1-2-3", "4-5-6"
+    body, message = celery_message(
+        app, keys.TASK_SYNTHESIZE, keys.SYNTH_QUEUE, job_id, priority, task_id=task_id, tag=tag
+    )
+    template = _template(app, keys.TASK_SYNTHESIZE, keys.SYNTH_QUEUE, priority, os.getpid())
+    _, filled = template.fill(job_id, task_id=task_id, tag=tag)
+    built = {"body": base64.b64encode(json.dumps(body).encode()).decode(), **message}
+    assert json.loads(filled) == built
+    assert job_id in json.loads(filled)["headers"]["argsrepr"]
+
+
+def test_two_messages_differ_in_their_task_ids_and_tags() -> None:
+    app = make_celery(Settings())
+    job_id = "fedcba9876543210fedcba9876543210"
+    one, two = (json.loads(synthesis_message(app, job_id)[1]) for _ in range(2))
+    assert one["headers"]["id"] != two["headers"]["id"]
+    assert one["properties"]["delivery_tag"] != two["properties"]["delivery_tag"]
+    assert one["body"] == two["body"]
+
+
+def test_only_a_job_id_is_filled_in() -> None:
+    with pytest.raises(ValueError, match="not a job id"):
+        synthesis_message(make_celery(Settings()), 'x", "y')
