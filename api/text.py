@@ -6,12 +6,14 @@ added here never makes an already-stored job unreadable.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from common.errors import Unprocessable
 
-#: Control characters a script may hold (tab and line breaks); any other is refused.
-ALLOWED_CONTROLS = frozenset("\t\n\r")
+#: What a script may not hold: every control character (Unicode's category Cc, a fixed set)
+#: but tab and line breaks, and lone surrogates (Cs). One search finds the first.
+REFUSED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def check_text(text: str, *, max_chars: int) -> None:
@@ -24,14 +26,13 @@ def check_text(text: str, *, max_chars: int) -> None:
         raise Unprocessable(
             f"text: {len(text)} characters, the limit is {max_chars}", code="text_too_long"
         )
-    for position, char in enumerate(text):
-        category = unicodedata.category(char)
-        if category == "Cs" or (category == "Cc" and char not in ALLOWED_CONTROLS):
-            raise Unprocessable(
-                f"text: control character U+{ord(char):04X} at position {position}; "
-                "only tab and line breaks are allowed",
-                code="text_not_speakable",
-            )
+    refused = REFUSED.search(text)
+    if refused is not None:
+        raise Unprocessable(
+            f"text: control character U+{ord(refused.group()):04X} at position "
+            f"{refused.start()}; only tab and line breaks are allowed",
+            code="text_not_speakable",
+        )
     if not any(unicodedata.category(char)[0] in "LN" for char in text):
         raise Unprocessable(
             "text: no letter or digit to speak (only punctuation, symbols or spaces)",

@@ -6,6 +6,8 @@ a real Celery app pointed at a port nothing listens on.
 
 from __future__ import annotations
 
+import sys
+import unicodedata
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.deps import Services
+from api.text import REFUSED
 from common import keys
 from common.broker import make_celery
 from common.jobs.store import JobStore
@@ -242,6 +245,18 @@ def test_the_status_filter_returns_the_matching_jobs(api: Api) -> None:
 
 
 # -- 17: text with nothing to speak ---------------------------------------------------------
+
+
+def test_the_refused_characters_are_the_control_characters_but_tab_and_line_breaks() -> None:
+    """`api/text.REFUSED` is Unicode's categories Cc and Cs, less tab, LF and CR, for every
+    code point of this Python's Unicode database."""
+    by_category = {
+        chr(c)
+        for c in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(c)) in ("Cc", "Cs") and chr(c) not in "\t\n\r"
+    }
+    by_pattern = {chr(c) for c in range(sys.maxunicode + 1) if REFUSED.match(chr(c))}
+    assert by_pattern == by_category
 
 
 @pytest.mark.parametrize(
