@@ -122,6 +122,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="for each of the three")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    if args.seconds % args.rounds:  # wrk takes whole seconds only
+        parser.error(f"--seconds {args.seconds} is not a whole number of --rounds {args.rounds}")
     wrk = shutil.which("wrk")
     if wrk is None:
         print(json.dumps({"skipped": "wrk is not on PATH (apt-get install wrk); not measured"}))
@@ -134,7 +136,7 @@ def main() -> None:
         plain, plain_url = start_plain(stack.redis.url, stack.tmp / "logs" / "plain.log")
         try:
             api = stack.api.proc.pid if stack.api.proc is not None else None
-            turn = args.seconds / args.rounds
+            turn = args.seconds // args.rounds
             health, submit = Load(), Load()
             for i in range(args.rounds):
                 for which in ("health", "submit") if i % 2 == 0 else ("submit", "health"):
