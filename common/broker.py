@@ -28,7 +28,7 @@ from kombu.utils.uuid import uuid
 
 from common import keys
 from common.jobs.order import BROKER_STEP, priority_of
-from common.redis_client import redis_url
+from common.redis_client import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S, redis_url
 from common.schemas.jobs import JobRecord
 from common.settings import Settings
 
@@ -76,6 +76,10 @@ def broker_job_ids(
     return found
 
 
+#: kombu's checks of its consumers' long-lived connections (BRPOP, pub/sub), in seconds.
+BROKER_HEALTH_CHECK_S = 10
+
+
 def make_celery(settings: Settings, main: str = "ttsq") -> Celery:
     app = Celery(main, broker=redis_url(settings))
     app.conf.update(
@@ -99,6 +103,15 @@ def make_celery(settings: Settings, main: str = "ttsq") -> Celery:
             "unacked_restore_interval": max(1, min(60, settings.visibility_timeout_s // 10)),
             "unacked_restore_throttle": 1,
             "socket_keepalive": True,
+            # A connection that goes silent without closing (a NAT or firewall between a rented
+            # GPU machine and Redis forgets it) fails after this instead of holding a
+            # synchronous command for ever: the worker's heartbeat event, a publish, an ack.
+            "socket_timeout": SOCKET_TIMEOUT_S,
+            "socket_connect_timeout": CONNECT_TIMEOUT_S,
+            # kombu's checks: a BRPOP whose reply is this much overdue is dropped and sent
+            # again on a new connection, so a silent consumer recovers in about 1 + 2 x this
+            # many seconds (kombu's default, 25, makes it 51).
+            "health_check_interval": BROKER_HEALTH_CHECK_S,
             # One list per step; BRPOP takes step 0 first (see `common/jobs/order.py`).
             "priority_steps": list(keys.BROKER_PRIORITY_STEPS),
         },

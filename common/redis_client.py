@@ -22,10 +22,15 @@ def redis_url(settings: Settings) -> str:
     return embedded_redis.url(settings.embedded_redis_port)
 
 
+#: The longest any Redis reply is waited for, by ttsq's clients and Celery's (`broker.py`): a
+#: connection that went silent (a NAT or firewall forgot it) fails after this, and is replaced.
+SOCKET_TIMEOUT_S = 10
+CONNECT_TIMEOUT_S = 5
+
 #: How both clients connect: bounded waits, and a few retries with backoff on a lost connection.
 _CONNECTION: dict[str, Any] = {
-    "socket_connect_timeout": 5,
-    "socket_timeout": 10,
+    "socket_connect_timeout": CONNECT_TIMEOUT_S,
+    "socket_timeout": SOCKET_TIMEOUT_S,
     "health_check_interval": 15,
     "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
 }

@@ -6,8 +6,11 @@ its own stack (own Redis, own S3 server) because it breaks things.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -169,6 +172,71 @@ def test_workers_take_jobs_again_after_only_their_pubsub_connections_are_cut(
     done = stack.wait_end(after["id"], timeout=30)
     assert done["status"] == "succeeded", done
     assert calls(stack.ledger, done["input"]["metadata"]["probe"]) == 1
+
+
+class GoesSilent:
+    """A TCP proxy to Redis whose `silence()` makes every connection open at that moment
+    silent both ways, closing nothing: what a NAT or firewall that forgets a connection does
+    to a GPU machine far from Redis. Connections made later are forwarded."""
+
+    def __init__(self, redis_port: int) -> None:
+        self.redis_port = redis_port
+        self.era = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def silence(self) -> None:
+        self.era += 1
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self.listener.accept()
+            upstream = socket.create_connection(("127.0.0.1", self.redis_port))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst, self.era), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, era: int) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if self.era == era:  # else read and dropped: the sender hears nothing
+                    dst.sendall(data)
+        for end in (src, dst):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+
+def test_jobs_run_again_after_every_connection_to_redis_went_silent(
+    make_stack: MakeStack,
+) -> None:
+    """Every open connection to Redis goes silent, none closes. Celery's connections waited
+    for ever: a synchronous command on the worker's consumer thread never returned, kombu's
+    own check of its BRPOP never ran, and no job was taken again, with nothing logged. With a
+    socket timeout and kombu's checks every `BROKER_HEALTH_CHECK_S`, each piece replaces its
+    connections: a request answers up to `SOCKET_TIMEOUT_S` late, the worker takes jobs
+    again within about half a minute, and each job is synthesised once. Heartbeats as
+    deployed (20 s TTL)."""
+    stack = make_stack(TTS_HEARTBEAT_INTERVAL_S="2", TTS_HEARTBEAT_TTL_S="20")
+    proxy = GoesSilent(
+        redis.Redis.from_url(stack.redis.url).connection_pool.connection_kwargs["port"]
+    )
+    stack.env["TTS_REDIS_URL"] = re.sub(r":\d+/", f":{proxy.port}/", stack.env["TTS_REDIS_URL"])
+    stack.start()
+    before = stack.submit(text="before the silence")
+    assert stack.wait_end(before["id"])["status"] == "succeeded"
+    proxy.silence()
+    for text in ("after the silence", "and the next"):
+        p = probe()
+        r = httpx.post(
+            f"{stack.url}/v1/jobs",
+            json={"text": text, "metadata": {"probe": p}},
+            headers=stack.headers(),
+            timeout=60,  # the API's first round trip waits out one silent connection
+        )
+        assert r.status_code == 202, r.text
+        done = stack.wait_end(r.json()["id"], timeout=60)
+        assert done["status"] == "succeeded", done
+        assert calls(stack.ledger, p) == 1
 
 
 def test_storage_outage_is_retried_with_backoff_until_storage_returns(
